@@ -1,0 +1,250 @@
+// A list-watch cache that never gives up: it relists on 410 Gone, re-watches
+// from the last resourceVersion when a stream ends, restarts with exponential
+// backoff after any error, and aborts a stream that went silent (no event or
+// bookmark) for too long. Objects are cached trimmed (managedFields dropped,
+// plus whatever `transform` removes) to keep memory flat at 10,000 tasks.
+import type { Logger } from "pino";
+import type { KubeClient, KubeObject } from "./kube-client.ts";
+
+export interface InformerHandlers<T extends KubeObject> {
+  onAdd?(object: T): void;
+  onUpdate?(object: T, old: T): void;
+  onDelete?(object: T): void;
+}
+
+export interface InformerOptions<T extends KubeObject> {
+  name: string;
+  /** Collection path, e.g. /apis/batch/v1/jobs or /apis/batch/v1/namespaces/x/jobs. */
+  path: string;
+  labelSelector?: string;
+  /** Ask for PartialObjectMetadata instead of whole objects. */
+  metadataOnly?: boolean;
+  transform?: (object: KubeObject) => T;
+  pageSize?: number;
+  idleTimeoutMs?: number;
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  log: Logger;
+}
+
+const METADATA_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+const METADATA_LIST_ACCEPT = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
+
+export function objectKey(object: KubeObject): string {
+  return object.metadata.namespace ? `${object.metadata.namespace}/${object.metadata.name}` : object.metadata.name;
+}
+
+function trim(object: KubeObject): KubeObject {
+  if (object.metadata.managedFields !== undefined) delete object.metadata.managedFields;
+  const annotations = object.metadata.annotations;
+  if (annotations?.["kubectl.kubernetes.io/last-applied-configuration"] !== undefined) {
+    delete annotations["kubectl.kubernetes.io/last-applied-configuration"];
+  }
+  return object;
+}
+
+export class Informer<T extends KubeObject> {
+  private readonly store = new Map<string, T>();
+  private readonly handlers: InformerHandlers<T>[] = [];
+  private resourceVersion = "";
+  private abort?: AbortController;
+  private idleTimer?: NodeJS.Timeout;
+  private retryTimer?: NodeJS.Timeout;
+  private failures = 0;
+  private stopped = false;
+  private synced = false;
+  private syncWaiters: Array<() => void> = [];
+  /** Completed lists; tests and benchmarks read it to prove "no lists while idle". */
+  listCount = 0;
+
+  constructor(
+    private readonly client: KubeClient,
+    private readonly options: InformerOptions<T>,
+  ) {}
+
+  addHandlers(handlers: InformerHandlers<T>): void {
+    this.handlers.push(handlers);
+  }
+
+  get(key: string): T | undefined {
+    return this.store.get(key);
+  }
+
+  list(): T[] {
+    return [...this.store.values()];
+  }
+
+  get size(): number {
+    return this.store.size;
+  }
+
+  get hasSynced(): boolean {
+    return this.synced;
+  }
+
+  waitForSync(): Promise<void> {
+    if (this.synced) return Promise.resolve();
+    return new Promise((resolve) => this.syncWaiters.push(resolve));
+  }
+
+  start(): void {
+    this.stopped = false;
+    void this.listAndWatch();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.idleTimer);
+    clearTimeout(this.retryTimer);
+    this.abort?.abort();
+  }
+
+  private transform(object: KubeObject): T {
+    const trimmed = trim(object);
+    return (this.options.transform ? this.options.transform(trimmed) : trimmed) as T;
+  }
+
+  private async listAndWatch(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      await this.relist();
+      this.failures = 0;
+      this.watch();
+    } catch (error) {
+      this.scheduleRestart(error);
+    }
+  }
+
+  private async relist(): Promise<void> {
+    const fresh = new Map<string, T>();
+    let continueToken: string | undefined;
+    let resourceVersion = "";
+    do {
+      const query: Record<string, string> = { limit: String(this.options.pageSize ?? 500) };
+      if (this.options.labelSelector) query.labelSelector = this.options.labelSelector;
+      if (continueToken) query.continue = continueToken;
+      const page = await this.client.list<KubeObject>(
+        this.options.path,
+        query,
+        this.options.metadataOnly ? METADATA_LIST_ACCEPT : undefined,
+      );
+      for (const item of page.items) {
+        const object = this.transform(item);
+        fresh.set(objectKey(object), object);
+      }
+      continueToken = page.metadata.continue || undefined;
+      resourceVersion = page.metadata.resourceVersion;
+    } while (continueToken);
+    this.listCount++;
+    // Replace the store, telling handlers what changed while we were not watching.
+    for (const [key, old] of this.store) {
+      if (!fresh.has(key)) {
+        this.store.delete(key);
+        this.emit("delete", old);
+      }
+    }
+    for (const [key, object] of fresh) {
+      const old = this.store.get(key);
+      this.store.set(key, object);
+      if (!old) this.emit("add", object);
+      else if (old.metadata.resourceVersion !== object.metadata.resourceVersion) this.emit("update", object, old);
+    }
+    this.resourceVersion = resourceVersion;
+    if (!this.synced) {
+      this.synced = true;
+      for (const resolve of this.syncWaiters.splice(0)) resolve();
+    }
+    this.options.log.debug({ informer: this.options.name, count: this.store.size }, "listed");
+  }
+
+  private watch(): void {
+    if (this.stopped) return;
+    const query: Record<string, string> = {
+      resourceVersion: this.resourceVersion,
+      allowWatchBookmarks: "true",
+      // Spread stream renewals so thousands of operators do not reconnect at once.
+      timeoutSeconds: String(240 + Math.floor(Math.random() * 120)),
+    };
+    if (this.options.labelSelector) query.labelSelector = this.options.labelSelector;
+    let gone = false;
+    this.resetIdleTimer();
+    this.abort = this.client.watch(
+      this.options.path,
+      query,
+      (type, raw) => {
+        this.resetIdleTimer();
+        if (type === "ERROR") {
+          const status = raw as unknown as { code?: number; message?: string };
+          if (status.code === 410) gone = true;
+          this.options.log.info({ informer: this.options.name, code: status.code, message: status.message }, "watch error event");
+          this.abort?.abort();
+          return;
+        }
+        const newRv = raw.metadata?.resourceVersion;
+        if (type === "BOOKMARK") {
+          if (newRv) this.resourceVersion = newRv;
+          return;
+        }
+        const object = this.transform(raw);
+        const key = objectKey(object);
+        if (newRv) this.resourceVersion = newRv;
+        if (type === "DELETED") {
+          const old = this.store.get(key);
+          this.store.delete(key);
+          this.emit("delete", old ?? object);
+          return;
+        }
+        const old = this.store.get(key);
+        this.store.set(key, object);
+        if (old) this.emit("update", object, old);
+        else this.emit("add", object);
+      },
+      (error) => {
+        clearTimeout(this.idleTimer);
+        if (this.stopped) return;
+        if (gone) {
+          this.options.log.info({ informer: this.options.name }, "resourceVersion too old (410); relisting");
+          void this.listAndWatch();
+        } else if (error && !(error instanceof Error && error.name === "AbortError")) {
+          this.scheduleRestart(error);
+        } else {
+          // Normal end of a stream (server timeout or idle abort): resume where we were.
+          this.watch();
+        }
+      },
+      this.options.metadataOnly ? METADATA_ACCEPT : undefined,
+    );
+  }
+
+  private resetIdleTimer(): void {
+    clearTimeout(this.idleTimer);
+    const idleMs = this.options.idleTimeoutMs ?? 120_000;
+    this.idleTimer = setTimeout(() => {
+      this.options.log.warn({ informer: this.options.name, idleMs }, "watch silent too long; restarting it");
+      this.abort?.abort();
+    }, idleMs);
+    this.idleTimer.unref();
+  }
+
+  private scheduleRestart(error: unknown): void {
+    if (this.stopped) return;
+    this.failures++;
+    const min = this.options.minBackoffMs ?? 500;
+    const max = this.options.maxBackoffMs ?? 30_000;
+    const delay = Math.min(max, min * 2 ** (this.failures - 1)) * (0.8 + Math.random() * 0.4);
+    this.options.log.warn({ informer: this.options.name, err: String(error), delayMs: Math.round(delay) }, "list/watch failed; retrying");
+    this.retryTimer = setTimeout(() => void this.listAndWatch(), delay);
+  }
+
+  private emit(kind: "add" | "update" | "delete", object: T, old?: T): void {
+    for (const handler of this.handlers) {
+      try {
+        if (kind === "add") handler.onAdd?.(object);
+        else if (kind === "update" && old) handler.onUpdate?.(object, old);
+        else if (kind === "delete") handler.onDelete?.(object);
+      } catch (error) {
+        this.options.log.error({ informer: this.options.name, err: String(error) }, "event handler threw");
+      }
+    }
+  }
+}

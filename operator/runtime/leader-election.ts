@@ -1,0 +1,173 @@
+// Leader election on a coordination.k8s.io/v1 Lease, after client-go's
+// leaderelection: only the holder reconciles; a holder that cannot renew
+// within renewDeadline steps down; on shutdown the lease is released (holder
+// cleared) so a standby takes over at once instead of waiting for expiry.
+import type { Logger } from "pino";
+import { ApiError, type KubeClient, isNotFound } from "./kube-client.ts";
+
+export interface LeaderElectionOptions {
+  namespace: string;
+  name: string;
+  identity: string;
+  leaseDurationMs?: number;
+  renewDeadlineMs?: number;
+  retryPeriodMs?: number;
+  onStartedLeading: () => void;
+  onStoppedLeading: () => void;
+  onLeaderChange?: (leader: boolean) => void;
+  log: Logger;
+}
+
+interface Lease {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace: string; resourceVersion?: string };
+  spec: {
+    holderIdentity?: string;
+    leaseDurationSeconds?: number;
+    acquireTime?: string;
+    renewTime?: string;
+    leaseTransitions?: number;
+  };
+}
+
+function microTime(date = new Date()): string {
+  return date.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
+}
+
+export class LeaderElector {
+  private leading = false;
+  private stopped = false;
+  private timer?: NodeJS.Timeout;
+  private lastRenew = 0;
+  // Expiry is judged by our own clock from when we last saw the record change,
+  // never by the renewTime written with another machine's clock.
+  private observedRecord = "";
+  private observedAt = 0;
+  private readonly leaseDurationMs: number;
+  private readonly renewDeadlineMs: number;
+  private readonly retryPeriodMs: number;
+
+  constructor(
+    private readonly client: KubeClient,
+    private readonly options: LeaderElectionOptions,
+  ) {
+    this.leaseDurationMs = options.leaseDurationMs ?? 15_000;
+    this.renewDeadlineMs = options.renewDeadlineMs ?? 10_000;
+    this.retryPeriodMs = options.retryPeriodMs ?? 2_000;
+  }
+
+  get isLeader(): boolean {
+    return this.leading;
+  }
+
+  private get path(): string {
+    return `/apis/coordination.k8s.io/v1/namespaces/${this.options.namespace}/leases/${this.options.name}`;
+  }
+
+  start(): void {
+    void this.tick();
+  }
+
+  private async tick(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      const acquired = await this.tryAcquireOrRenew();
+      if (acquired) {
+        this.lastRenew = Date.now();
+        if (!this.leading) {
+          this.leading = true;
+          this.options.log.info({ lease: this.options.name, identity: this.options.identity }, "became leader");
+          this.options.onLeaderChange?.(true);
+          this.options.onStartedLeading();
+        }
+      } else if (this.leading) {
+        this.stepDown("lease taken by another holder");
+      }
+    } catch (error) {
+      this.options.log.warn({ err: String(error) }, "lease update failed");
+      if (this.leading && Date.now() - this.lastRenew > this.renewDeadlineMs) this.stepDown("could not renew within renewDeadline");
+    }
+    if (!this.stopped) this.timer = setTimeout(() => void this.tick(), this.retryPeriodMs);
+  }
+
+  private stepDown(why: string): void {
+    this.leading = false;
+    this.options.log.warn({ why }, "lost leadership");
+    this.options.onLeaderChange?.(false);
+    this.options.onStoppedLeading();
+  }
+
+  private async tryAcquireOrRenew(): Promise<boolean> {
+    const now = new Date();
+    const durationSeconds = Math.round(this.leaseDurationMs / 1000);
+    let lease: Lease;
+    try {
+      lease = await this.client.get<Lease>(this.path);
+    } catch (error) {
+      if (!isNotFound(error)) throw error;
+      await this.client.create(`/apis/coordination.k8s.io/v1/namespaces/${this.options.namespace}/leases`, {
+        apiVersion: "coordination.k8s.io/v1",
+        kind: "Lease",
+        metadata: { name: this.options.name, namespace: this.options.namespace },
+        spec: {
+          holderIdentity: this.options.identity,
+          leaseDurationSeconds: durationSeconds,
+          acquireTime: microTime(now),
+          renewTime: microTime(now),
+          leaseTransitions: 0,
+        },
+      });
+      return true;
+    }
+    const record = JSON.stringify(lease.spec);
+    if (record !== this.observedRecord) {
+      this.observedRecord = record;
+      this.observedAt = Date.now();
+    }
+    const holder = lease.spec.holderIdentity ?? "";
+    const heldByOther = holder !== "" && holder !== this.options.identity;
+    const expiresAt = this.observedAt + (lease.spec.leaseDurationSeconds ?? durationSeconds) * 1000;
+    if (heldByOther && Date.now() < expiresAt) return false;
+    const changingHands = holder !== this.options.identity;
+    const updated: Lease = {
+      ...lease,
+      spec: {
+        holderIdentity: this.options.identity,
+        leaseDurationSeconds: durationSeconds,
+        acquireTime: changingHands ? microTime(now) : lease.spec.acquireTime,
+        renewTime: microTime(now),
+        leaseTransitions: (lease.spec.leaseTransitions ?? 0) + (changingHands && holder !== "" ? 1 : 0),
+      },
+    };
+    try {
+      const written = await this.client.update<Lease>(this.path, updated);
+      this.observedRecord = JSON.stringify(written.spec);
+      this.observedAt = Date.now();
+      return true;
+    } catch (error) {
+      if (error instanceof ApiError && error.statusCode === 409) return false;
+      throw error;
+    }
+  }
+
+  /** Stops competing; if leading, clears the holder so a standby can take over immediately. */
+  async release(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    if (!this.leading) return;
+    this.leading = false;
+    this.options.onLeaderChange?.(false);
+    try {
+      const lease = await this.client.get<Lease>(this.path);
+      if (lease.spec.holderIdentity !== this.options.identity) return;
+      await this.client.update(this.path, {
+        ...lease,
+        spec: { ...lease.spec, holderIdentity: "", leaseDurationSeconds: 1, renewTime: microTime() },
+      });
+      this.options.log.info({ lease: this.options.name }, "released leadership");
+    } catch (error) {
+      this.options.log.warn({ err: String(error) }, "could not release lease");
+    }
+  }
+}

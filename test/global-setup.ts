@@ -1,0 +1,26 @@
+// One real control plane per test run, shared by every suite; suites isolate
+// themselves by namespace.
+import type { TestProject } from "vitest/node";
+import { ControlPlane, ensureBinaries } from "./controlplane/controlplane.ts";
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    kubeconfigPath: string;
+    binDir: string;
+  }
+}
+
+let controlPlane: ControlPlane | undefined;
+
+export async function setup(project: TestProject): Promise<void> {
+  const log = (line: string) => process.stderr.write(`[control plane] ${line}\n`);
+  const binDir = ensureBinaries(log);
+  controlPlane = new ControlPlane({ log });
+  await controlPlane.start();
+  project.provide("kubeconfigPath", controlPlane.kubeconfigPath);
+  project.provide("binDir", binDir);
+}
+
+export async function teardown(): Promise<void> {
+  await controlPlane?.stop();
+}

@@ -1,0 +1,60 @@
+// What every end-to-end suite needs from the shared control plane: clients,
+// a namespace of its own, kubectl, and polling for eventual state.
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { join } from "node:path";
+import { CoreV1Api, KubeConfig, KubernetesObjectApi } from "@kubernetes/client-node";
+import { inject } from "vitest";
+
+export function kubeConfig(): KubeConfig {
+  const kc = new KubeConfig();
+  kc.loadFromFile(inject("kubeconfigPath"));
+  return kc;
+}
+
+export function kubectl(args: string[], input?: string): string {
+  return execFileSync(join(inject("binDir"), "kubectl"), [`--kubeconfig=${inject("kubeconfigPath")}`, ...args], {
+    encoding: "utf8",
+    input,
+    stdio: ["pipe", "pipe", "pipe"],
+  });
+}
+
+/** kubectl that returns its failure output instead of throwing. */
+export function kubectlResult(args: string[], input?: string): { ok: boolean; output: string } {
+  try {
+    return { ok: true, output: kubectl(args, input) };
+  } catch (error) {
+    const e = error as { stdout?: string; stderr?: string };
+    return { ok: false, output: `${e.stdout ?? ""}${e.stderr ?? ""}` };
+  }
+}
+
+export async function createNamespace(prefix: string): Promise<string> {
+  const name = `${prefix}-${randomBytes(3).toString("hex")}`;
+  await kubeConfig().makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name } } });
+  return name;
+}
+
+export function objectApi(): KubernetesObjectApi {
+  return KubernetesObjectApi.makeApiClient(kubeConfig());
+}
+
+/** Polls until the check returns a value that is not undefined, or fails with the last error. */
+export async function eventually<T>(
+  check: () => Promise<T | undefined> | T | undefined,
+  { timeoutMs = 30_000, intervalMs = 200, what = "condition" } = {},
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      lastError = error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`);
+}
