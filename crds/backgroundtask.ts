@@ -248,7 +248,7 @@ export const backgroundTaskStatus = z.object({
 export const backgroundTask = z.object({
   apiVersion: z.string().optional().describe("nightshift.dev/v1alpha1"),
   kind: z.string().optional().describe("BackgroundTask"),
-  metadata: z.object({}).optional().describe("Standard object metadata."),
+  metadata: z.object({}).optional(),
   spec: backgroundTaskSpec.describe("What to run, when, how hard to retry and when to give up."),
   status: backgroundTaskStatus.optional().describe("Observed state, written by the operator."),
 });

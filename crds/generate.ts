@@ -21,6 +21,7 @@ function structural(node: unknown): unknown {
   }
   if ("properties" in out || out["x-kubernetes-preserve-unknown-fields"] === true) delete out.additionalProperties;
   if (out.additionalProperties === false) delete out.additionalProperties;
+  if (out.properties && Object.keys(out.properties as object).length === 0) delete out.properties;
   if (out["x-kubernetes-preserve-unknown-fields"] === true) out.type = "object";
   if (out.minimum === Number.MIN_SAFE_INTEGER) delete out.minimum;
   if (out.maximum === Number.MAX_SAFE_INTEGER) delete out.maximum;
@@ -65,7 +66,7 @@ export function crdObject() {
             { name: "Status", type: "string", jsonPath: ".status.phase", description: "Phase." },
             { name: "Last Success", type: "date", jsonPath: ".status.lastSuccessTime", description: "Last successful run." },
             { name: "Failures", type: "integer", jsonPath: ".status.consecutiveFailures", description: "Consecutive failed runs." },
-            { name: "Next Run", type: "date", jsonPath: ".status.nextScheduleTime", description: "Next scheduled run." },
+            { name: "Next Run", type: "string", jsonPath: ".status.nextScheduleTime", description: "Next scheduled run." },
             { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
             { name: "Time Zone", type: "string", jsonPath: ".status.timeZone", priority: 1, description: "Time zone of the schedule." },
             { name: "Runs", type: "integer", jsonPath: ".status.runs.total", priority: 1, description: "Finished runs." },

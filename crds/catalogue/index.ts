@@ -19,7 +19,7 @@ export interface CatalogueEntry {
   env: string[];
 }
 
-export const catalogue = {
+const entries = {
   "email.process-queue": {
     description: "Send queued emails from a database table over SMTP, marking them sent or failed.",
     params: emailProcessQueueParams,
@@ -81,7 +81,8 @@ export const catalogue = {
   },
 } as const satisfies Record<string, CatalogueEntry>;
 
-export type TaskType = keyof typeof catalogue;
+export type TaskType = keyof typeof entries;
+export const catalogue: Record<TaskType, CatalogueEntry> = entries;
 export const taskTypes = Object.keys(catalogue) as TaskType[];
 
 export function isTaskType(value: string): value is TaskType {
@@ -99,8 +100,12 @@ export function validateParams(
   return {
     ok: false,
     problems: result.error.issues.map((issue) => {
-      const path = [fieldPrefix, ...issue.path.map(String)].join(".");
-      return `${path}: ${issue.message}`;
+      return `${fieldPath(fieldPrefix, issue.path)}: ${issue.message}`;
     }),
   };
+}
+
+/** "spec.params" + ["paths", 0] → "spec.params.paths[0]", the way kubectl names fields. */
+export function fieldPath(prefix: string, path: ReadonlyArray<PropertyKey>): string {
+  return path.reduce<string>((acc, part) => (typeof part === "number" ? `${acc}[${part}]` : `${acc}.${String(part)}`), prefix);
 }

@@ -15,13 +15,24 @@ export class Controller {
   readonly queue: WorkQueue;
   private running: Promise<void>[] = [];
 
+  readonly name: string;
+  private readonly reconcile: Reconciler;
+  private readonly workers: number;
+  private readonly log: Logger;
+  private readonly metrics: OperatorMetrics;
+
   constructor(
-    readonly name: string,
-    private readonly reconcile: Reconciler,
-    private readonly workers: number,
-    private readonly log: Logger,
-    private readonly metrics?: OperatorMetrics,
+    name: string,
+    reconcile: Reconciler,
+    workers: number,
+    log: Logger,
+    metrics: OperatorMetrics,
   ) {
+    this.name = name;
+    this.reconcile = reconcile;
+    this.workers = workers;
+    this.log = log;
+    this.metrics = metrics;
     this.queue = new WorkQueue(name, metrics?.queue);
     metrics?.watchQueue(name, this.queue);
     metrics?.maxConcurrentReconciles.set({ controller: name }, workers);

@@ -16,12 +16,17 @@ const DEDUP_WINDOW_MS = 10 * 60_000;
 export class EventRecorder {
   private readonly recent = new Map<string, number>();
 
-  constructor(
-    private readonly client: KubeClient,
-    private readonly controller: string,
-    private readonly instance: string,
-    private readonly log: Logger,
-  ) {}
+  private readonly client: KubeClient;
+  private readonly controller: string;
+  private readonly instance: string;
+  private readonly log: Logger;
+
+  constructor(client: KubeClient, controller: string, instance: string, log: Logger) {
+    this.client = client;
+    this.controller = controller;
+    this.instance = instance;
+    this.log = log;
+  }
 
   normal(target: EventTarget, reason: string, note: string, action = "Reconcile"): void {
     this.emit(target, "Normal", reason, note, action);

@@ -57,10 +57,13 @@ export class Informer<T extends KubeObject> {
   /** Completed lists; tests and benchmarks read it to prove "no lists while idle". */
   listCount = 0;
 
-  constructor(
-    private readonly client: KubeClient,
-    private readonly options: InformerOptions<T>,
-  ) {}
+  private readonly client: KubeClient;
+  private readonly options: InformerOptions<T>;
+
+  constructor(client: KubeClient, options: InformerOptions<T>) {
+    this.client = client;
+    this.options = options;
+  }
 
   addHandlers(handlers: InformerHandlers<T>): void {
     this.handlers.push(handlers);
@@ -128,7 +131,7 @@ export class Informer<T extends KubeObject> {
         query,
         this.options.metadataOnly ? METADATA_LIST_ACCEPT : undefined,
       );
-      for (const item of page.items) {
+      for (const item of page.items ?? []) {
         const object = this.transform(item);
         fresh.set(objectKey(object), object);
       }

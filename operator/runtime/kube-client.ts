@@ -32,12 +32,17 @@ export interface KubeList<T> {
 }
 
 export class ApiError extends Error {
+  readonly statusCode: number;
+  readonly reason: string;
+
   constructor(
-    readonly statusCode: number,
-    readonly reason: string,
+    statusCode: number,
+    reason: string,
     message: string,
   ) {
     super(message);
+    this.statusCode = statusCode;
+    this.reason = reason;
   }
 }
 

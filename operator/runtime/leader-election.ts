@@ -48,10 +48,15 @@ export class LeaderElector {
   private readonly renewDeadlineMs: number;
   private readonly retryPeriodMs: number;
 
+  private readonly client: KubeClient;
+  private readonly options: LeaderElectionOptions;
+
   constructor(
-    private readonly client: KubeClient,
-    private readonly options: LeaderElectionOptions,
+    client: KubeClient,
+    options: LeaderElectionOptions,
   ) {
+    this.client = client;
+    this.options = options;
     this.leaseDurationMs = options.leaseDurationMs ?? 15_000;
     this.renewDeadlineMs = options.renewDeadlineMs ?? 10_000;
     this.retryPeriodMs = options.retryPeriodMs ?? 2_000;

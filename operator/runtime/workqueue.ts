@@ -27,11 +27,18 @@ export class WorkQueue {
   private lastRefill = Date.now();
   private shuttingDown = false;
 
+  readonly name: string;
+  private readonly metrics: QueueMetrics;
+  private readonly limits: RateLimiterOptions;
+
   constructor(
-    readonly name: string,
-    private readonly metrics?: QueueMetrics,
-    private readonly limits: RateLimiterOptions = DEFAULT_LIMITS,
+    name: string,
+    metrics: QueueMetrics,
+    limits: RateLimiterOptions = DEFAULT_LIMITS,
   ) {
+    this.name = name;
+    this.metrics = metrics;
+    this.limits = limits;
     this.tokens = limits.burst;
   }
 

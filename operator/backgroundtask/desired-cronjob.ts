@@ -1,0 +1,171 @@
+// The CronJob a BackgroundTask should have: a pure function of the task, its
+// validation and the operator's settings. Nothing here talks to the cluster.
+import { createHash } from "node:crypto";
+import { API_VERSION, type BackgroundTaskObject, KIND } from "../../crds/backgroundtask.ts";
+import { parseDuration } from "../../crds/duration.ts";
+import type { OperatorConfig } from "../config.ts";
+import {
+  cronJobName,
+  QUEUE_LABEL,
+  RUNNER_CONTAINER,
+  TASK_NAME_ANNOTATION,
+  TEMPLATE_HASH_ANNOTATION,
+  taskLabels,
+} from "./labels.ts";
+import type { ValidTask } from "./validate.ts";
+
+export type CronJobSettings = Pick<OperatorConfig, "runnerImage" | "runnerImagePullPolicy" | "priorityClasses">;
+
+/** Exit codes of the runner contract that mean "retrying cannot help": bad usage, bad data, bad config. */
+export const PERMANENT_EXIT_CODES = [64, 65, 78];
+
+export interface CronJob {
+  apiVersion: "batch/v1";
+  kind: "CronJob";
+  metadata: {
+    name: string;
+    namespace: string;
+    labels: Record<string, string>;
+    annotations: Record<string, string>;
+    ownerReferences: Array<{ apiVersion: string; kind: string; name: string; uid: string; controller: boolean; blockOwnerDeletion: boolean }>;
+  };
+  spec: Record<string, unknown> & { jobTemplate: { metadata: Record<string, unknown>; spec: Record<string, unknown> } };
+}
+
+function runnerContainer(task: BackgroundTaskObject, valid: ValidTask, settings: CronJobSettings): Record<string, unknown> {
+  const spec = valid.spec;
+  const env: Array<Record<string, unknown>> = [];
+  let image = settings.runnerImage;
+  let command: string[] | undefined;
+  let args: string[] | undefined;
+  let imagePullPolicy: string | undefined = settings.runnerImagePullPolicy;
+  if (valid.taskType === "container") {
+    image = spec.container?.image ?? image;
+    command = spec.container?.command;
+    args = spec.container?.args;
+    imagePullPolicy = undefined;
+  } else {
+    args = ["run", valid.taskType];
+    env.push({ name: "NIGHTSHIFT_TASK", value: valid.taskType });
+    // The params as the user wrote them: the runner applies defaults with the same schema.
+    env.push({ name: "NIGHTSHIFT_PARAMS", value: JSON.stringify(task.spec.params ?? {}) });
+  }
+  env.push(
+    { name: "NIGHTSHIFT_TASK_NAME", value: task.metadata.name },
+    { name: "NIGHTSHIFT_TASK_NAMESPACE", value: task.metadata.namespace },
+  );
+  for (const e of spec.env ?? []) env.push({ ...e });
+  const container: Record<string, unknown> = {
+    name: RUNNER_CONTAINER,
+    image,
+    ...(imagePullPolicy ? { imagePullPolicy } : {}),
+    ...(command ? { command } : {}),
+    ...(args ? { args } : {}),
+    env,
+    ...(spec.envFrom ? { envFrom: spec.envFrom.map((e) => ({ ...e })) } : {}),
+    ...(spec.resources ? { resources: spec.resources } : {}),
+    terminationMessagePath: "/dev/termination-log",
+    terminationMessagePolicy: "FallbackToLogsOnError",
+    securityContext: {
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"] },
+    },
+  };
+  return container;
+}
+
+export function desiredCronJob(task: BackgroundTaskObject, valid: ValidTask, settings: CronJobSettings, circuitOpen = false): CronJob {
+  const spec = valid.spec;
+  const labels = taskLabels(task.metadata.name, valid.taskType);
+  const jobLabels = { ...labels, ...(spec.queueName ? { [QUEUE_LABEL]: spec.queueName } : {}) };
+  const podLabels = { ...(spec.podMetadata?.labels ?? {}), ...labels };
+  const annotations = { [TASK_NAME_ANNOTATION]: task.metadata.name };
+  const priorityClassName = settings.priorityClasses[spec.priority];
+
+  const jobSpec: Record<string, unknown> = {
+    backoffLimit: spec.retry?.limit ?? 0,
+    ...(spec.timeout ? { activeDeadlineSeconds: Math.ceil(parseDuration(spec.timeout) / 1000) } : {}),
+    podFailurePolicy: {
+      rules: [
+        { action: "FailJob", onExitCodes: { containerName: RUNNER_CONTAINER, operator: "In", values: PERMANENT_EXIT_CODES } },
+        // Evictions and preemptions are not the task's fault: retry without spending the budget.
+        { action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] },
+      ],
+    },
+    template: {
+      metadata: {
+        labels: podLabels,
+        annotations: { ...(spec.podMetadata?.annotations ?? {}), ...annotations },
+      },
+      spec: {
+        restartPolicy: "Never",
+        ...(spec.serviceAccountName ? { serviceAccountName: spec.serviceAccountName } : {}),
+        ...(priorityClassName ? { priorityClassName } : {}),
+        securityContext: { runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } },
+        containers: [runnerContainer(task, valid, settings)],
+      },
+    },
+  };
+
+  const cronSpec: CronJob["spec"] = {
+    schedule: valid.schedule,
+    ...(valid.timeZone ? { timeZone: valid.timeZone } : {}),
+    suspend: spec.suspend || circuitOpen,
+    concurrencyPolicy: spec.concurrencyPolicy,
+    ...(spec.startingDeadlineSeconds !== undefined ? { startingDeadlineSeconds: spec.startingDeadlineSeconds } : {}),
+    successfulJobsHistoryLimit: spec.successfulRunsHistoryLimit,
+    failedJobsHistoryLimit: spec.failedRunsHistoryLimit,
+    jobTemplate: { metadata: { labels: jobLabels, annotations }, spec: jobSpec },
+  };
+
+  const cronJob: CronJob = {
+    apiVersion: "batch/v1",
+    kind: "CronJob",
+    metadata: {
+      name: cronJobName(task.metadata.name),
+      namespace: task.metadata.namespace,
+      labels,
+      annotations: { ...annotations },
+      ownerReferences: [
+        { apiVersion: API_VERSION, kind: KIND, name: task.metadata.name, uid: task.metadata.uid, controller: true, blockOwnerDeletion: true },
+      ],
+    },
+    spec: cronSpec,
+  };
+  cronJob.metadata.annotations[TEMPLATE_HASH_ANNOTATION] = templateHash(cronJob);
+  return cronJob;
+}
+
+/** Hash of everything the operator sets, recorded on the CronJob to notice when the desired state changed. */
+export function templateHash(cronJob: CronJob): string {
+  const { annotations, ...metadata } = cronJob.metadata;
+  const { [TEMPLATE_HASH_ANNOTATION]: _ignored, ...rest } = annotations;
+  return createHash("sha256")
+    .update(JSON.stringify({ metadata: { ...metadata, annotations: rest }, spec: cronJob.spec }))
+    .digest("hex")
+    .slice(0, 16);
+}
+
+/**
+ * True when the live CronJob already carries everything desired: same
+ * template hash and every desired field present with the same value (the
+ * live object may have more, e.g. defaults). Anything else is drift to repair.
+ */
+export function cronJobUpToDate(desired: CronJob, live: { metadata: { annotations?: Record<string, string> } } | undefined): boolean {
+  if (!live) return false;
+  if (live.metadata.annotations?.[TEMPLATE_HASH_ANNOTATION] !== desired.metadata.annotations[TEMPLATE_HASH_ANNOTATION]) return false;
+  return containsDesired(desired, live);
+}
+
+function containsDesired(desired: unknown, live: unknown): boolean {
+  if (Array.isArray(desired)) {
+    if (!Array.isArray(live) || live.length !== desired.length) return false;
+    return desired.every((item, i) => containsDesired(item, live[i]));
+  }
+  if (desired && typeof desired === "object") {
+    if (!live || typeof live !== "object") return false;
+    return Object.entries(desired).every(([key, value]) => containsDesired(value, (live as Record<string, unknown>)[key]));
+  }
+  return desired === live;
+}

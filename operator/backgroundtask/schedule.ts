@@ -1,0 +1,100 @@
+// Schedules: Jenkins-style H expanded deterministically from namespace/name,
+// validation matching what the CronJob controller accepts, and the next run.
+import { createHash } from "node:crypto";
+import { CronExpressionParser } from "cron-parser";
+
+const DESCRIPTORS: Record<string, string> = {
+  "@yearly": "0 0 1 1 *",
+  "@annually": "0 0 1 1 *",
+  "@monthly": "0 0 1 * *",
+  "@weekly": "0 0 * * 0",
+  "@daily": "0 0 * * *",
+  "@midnight": "0 0 * * *",
+  "@hourly": "0 * * * *",
+};
+
+// H ranges per field; day of month stops at 28 so every month has the day (as Jenkins does).
+const H_RANGES: Array<[number, number]> = [
+  [0, 59],
+  [0, 23],
+  [1, 28],
+  [1, 12],
+  [0, 6],
+];
+const FIELD_NAMES = ["minute", "hour", "day of month", "month", "day of week"];
+
+export class ScheduleError extends Error {}
+
+function fieldHash(seed: string, field: number): number {
+  return createHash("sha256").update(seed).digest().readUInt32BE(field * 4);
+}
+
+function expandHashedPart(part: string, field: number, hash: number): string {
+  const match = /^H(?:\((\d+)-(\d+)\))?(?:\/(\d+))?$/.exec(part);
+  if (!match) {
+    if (part.includes("H")) throw new ScheduleError(`${FIELD_NAMES[field]} field: cannot read ${JSON.stringify(part)}; use H, H(a-b), H/n or H(a-b)/n`);
+    return part;
+  }
+  const [defaultLo, defaultHi] = H_RANGES[field] as [number, number];
+  const lo = match[1] !== undefined ? Number(match[1]) : defaultLo;
+  const hi = match[2] !== undefined ? Number(match[2]) : defaultHi;
+  if (lo > hi || lo < defaultLo || hi > (field === 2 ? 31 : defaultHi)) {
+    throw new ScheduleError(`${FIELD_NAMES[field]} field: range ${lo}-${hi} is outside ${defaultLo}-${defaultHi}`);
+  }
+  if (match[3] !== undefined) {
+    const step = Number(match[3]);
+    if (step < 1 || step > hi - lo + 1) throw new ScheduleError(`${FIELD_NAMES[field]} field: step ${step} does not fit range ${lo}-${hi}`);
+    return `${lo + (hash % step)}-${hi}/${step}`;
+  }
+  return String(lo + (hash % (hi - lo + 1)));
+}
+
+/**
+ * The schedule the CronJob will use: descriptors and H expanded. The same
+ * namespace/name always gives the same schedule; different tasks spread out.
+ */
+export function resolveSchedule(schedule: string, namespace: string, name: string): string {
+  const trimmed = schedule.trim();
+  if (trimmed.startsWith("@")) {
+    const expanded = DESCRIPTORS[trimmed.toLowerCase()];
+    if (!expanded) throw new ScheduleError(`unknown descriptor ${trimmed}; use one of ${Object.keys(DESCRIPTORS).join(", ")}`);
+    return trimmed;
+  }
+  if (/^(CRON_)?TZ=/.test(trimmed)) throw new ScheduleError("time zones go in spec.timeZone, not in the schedule");
+  const fields = trimmed.split(/\s+/);
+  if (fields.length !== 5) {
+    throw new ScheduleError(`expected 5 fields (minute hour day-of-month month day-of-week), got ${fields.length}`);
+  }
+  const seed = `${namespace}/${name}`;
+  return fields
+    .map((field, i) => field.split(",").map((part) => expandHashedPart(part, i, fieldHash(seed, i))).join(","))
+    .join(" ");
+}
+
+/** Throws a ScheduleError naming the problem when the CronJob controller would not accept the schedule. */
+export function validateResolvedSchedule(resolved: string): void {
+  const standard = DESCRIPTORS[resolved.toLowerCase()] ?? resolved;
+  if (/[LW#]/i.test(standard.replace(/[A-Za-z]{3}/g, (m) => (/^(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|sun|mon|tue|wed|thu|fri|sat)$/i.test(m) ? "0" : m)))) {
+    throw new ScheduleError("L, W and # are not supported by Kubernetes CronJobs");
+  }
+  try {
+    CronExpressionParser.parse(standard, { strict: false });
+  } catch (error) {
+    throw new ScheduleError(error instanceof Error ? error.message : String(error));
+  }
+}
+
+export function validateTimeZone(timeZone: string): void {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone });
+  } catch {
+    throw new ScheduleError(`unknown time zone ${JSON.stringify(timeZone)}; use an IANA name such as Europe/Berlin or UTC`);
+  }
+}
+
+/** First scheduled time strictly after `after`. */
+export function nextScheduleTime(resolved: string, timeZone: string | undefined, after: Date): Date {
+  const standard = DESCRIPTORS[resolved.toLowerCase()] ?? resolved;
+  const expression = CronExpressionParser.parse(standard, { currentDate: after, tz: timeZone ?? "UTC" });
+  return expression.next().toDate();
+}

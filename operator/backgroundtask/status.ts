@@ -1,0 +1,120 @@
+// The status a BackgroundTask should show, as a pure function of the task,
+// its validation, its live CronJob and the time; and the merge patch that
+// turns the current status into it (none when nothing changed).
+import { isDeepStrictEqual } from "node:util";
+import type { BackgroundTaskObject, BackgroundTaskStatus, Condition } from "../../crds/backgroundtask.ts";
+import { type ConditionInput, setCondition } from "./conditions.ts";
+import { nextScheduleTime } from "./schedule.ts";
+import type { Validation } from "./validate.ts";
+
+export interface LiveCronJob {
+  metadata: { name: string };
+  spec?: { schedule?: string; timeZone?: string; suspend?: boolean };
+  status?: { lastScheduleTime?: string; active?: Array<{ name?: string }> };
+}
+
+export interface StatusInput {
+  task: BackgroundTaskObject;
+  validation: Validation;
+  cronJob: LiveCronJob | undefined;
+  /** Whether the live CronJob carries the desired template. */
+  cronJobUpToDate: boolean;
+  now: Date;
+}
+
+function isoSeconds(date: Date): string {
+  return `${date.toISOString().slice(0, 19)}Z`;
+}
+
+export function computeStatus(input: StatusInput): BackgroundTaskStatus {
+  const { task, validation, cronJob, now } = input;
+  const previous = task.status ?? {};
+  const nowText = isoSeconds(now);
+  const generation = task.metadata.generation;
+  const suspended = task.spec.suspend === true;
+
+  const wanted: ConditionInput[] = [];
+  if (validation.valid) {
+    wanted.push({ type: "SpecValid", status: "True", reason: "Valid", message: "spec is valid", observedGeneration: generation });
+  } else {
+    wanted.push({ type: "SpecValid", status: "False", reason: validation.reason, message: validation.message, observedGeneration: generation });
+  }
+  wanted.push(
+    suspended
+      ? { type: "Suspended", status: "True", reason: "SuspendedBySpec", message: "spec.suspend is true; no new runs are scheduled", observedGeneration: generation }
+      : { type: "Suspended", status: "False", reason: "Scheduled", message: "runs are scheduled", observedGeneration: generation },
+  );
+  let ready: ConditionInput;
+  if (!validation.valid) {
+    ready = {
+      type: "Ready",
+      status: "False",
+      reason: validation.reason,
+      message: cronJob ? `${validation.message}; the CronJob keeps the last valid spec` : validation.message,
+      observedGeneration: generation,
+    };
+  } else if (!cronJob || !input.cronJobUpToDate) {
+    ready = { type: "Ready", status: "False", reason: "CronJobPending", message: "CronJob is being created or updated", observedGeneration: generation };
+  } else {
+    const zone = cronJob.spec?.timeZone ?? "UTC";
+    ready = {
+      type: "Ready",
+      status: "True",
+      reason: suspended ? "Suspended" : "Scheduled",
+      message: suspended ? `CronJob ${cronJob.metadata.name} is suspended` : `CronJob ${cronJob.metadata.name} runs at "${cronJob.spec?.schedule}" (${zone})`,
+      observedGeneration: generation,
+    };
+  }
+  wanted.push(ready);
+  // kstatus (Flux, Helm 4, Argo CD) reads these abnormal-true conditions; present only while true.
+  if (!validation.valid) {
+    wanted.push({ type: "Stalled", status: "True", reason: validation.reason, message: validation.message, observedGeneration: generation });
+  } else if (ready.status !== "True") {
+    wanted.push({ type: "Reconciling", status: "True", reason: ready.reason, message: ready.message, observedGeneration: generation });
+  }
+  const conditions: Condition[] = wanted.map((c) => setCondition(previous.conditions, c, nowText));
+
+  const status: BackgroundTaskStatus = { ...previous };
+  status.observedGeneration = generation;
+  status.conditions = conditions;
+  status.task = validation.valid ? validation.taskType : (task.spec.task ?? (task.spec.container ? "container" : undefined));
+  if (cronJob) {
+    status.cronJobName = cronJob.metadata.name;
+    status.schedule = cronJob.spec?.schedule;
+    status.timeZone = cronJob.spec?.timeZone ?? "UTC";
+    const lastSchedule = cronJob.status?.lastScheduleTime;
+    if (lastSchedule) status.lastScheduleTime = lastSchedule;
+    status.nextScheduleTime =
+      cronJob.spec?.suspend || !cronJob.spec?.schedule
+        ? undefined
+        : isoSeconds(nextScheduleTime(cronJob.spec.schedule, cronJob.spec.timeZone, now));
+  }
+  status.phase = phaseOf(status, validation.valid, suspended, ready.status === "True");
+  return dropUndefined(status);
+}
+
+function phaseOf(status: BackgroundTaskStatus, valid: boolean, suspended: boolean, ready: boolean): NonNullable<BackgroundTaskStatus["phase"]> {
+  if (!valid) return "Invalid";
+  if (status.circuit?.state === "Open" || status.circuit?.state === "HalfOpen") return "CircuitOpen";
+  if (suspended) return "Suspended";
+  if (!ready) return "Pending";
+  if ((status.active?.length ?? 0) > 0) return "Running";
+  if ((status.consecutiveFailures ?? 0) > 0) return "Failing";
+  return "Ready";
+}
+
+function dropUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}
+
+/** Merge patch from the current to the desired status; undefined when they are equal. */
+export function statusPatch(current: BackgroundTaskStatus | undefined, desired: BackgroundTaskStatus): Record<string, unknown> | undefined {
+  const patch: Record<string, unknown> = {};
+  const before = (current ?? {}) as Record<string, unknown>;
+  const after = desired as Record<string, unknown>;
+  for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    if (!(key in after)) patch[key] = null;
+    else if (!isDeepStrictEqual(before[key], after[key])) patch[key] = after[key];
+  }
+  return Object.keys(patch).length ? patch : undefined;
+}

@@ -1,0 +1,107 @@
+// Everything the CRD schema cannot check at admission, decided in one place:
+// the spec's shape (in case admission was bypassed or the CRD is older),
+// the catalogue task and its params, the schedule, the time zone, and the
+// Secrets and ConfigMaps the task reads. Every problem names its field.
+import { type BackgroundTaskObject, type BackgroundTaskSpec, backgroundTaskSpec } from "../../crds/backgroundtask.ts";
+import { catalogue, fieldPath, isTaskType, type TaskType, validateParams } from "../../crds/catalogue/index.ts";
+import { parseDuration } from "../../crds/duration.ts";
+import { resolveSchedule, ScheduleError, validateResolvedSchedule, validateTimeZone } from "./schedule.ts";
+
+export interface ValidTask {
+  valid: true;
+  spec: BackgroundTaskSpec;
+  /** Catalogue task type, or "container" for a custom task. */
+  taskType: TaskType | "container";
+  schedule: string;
+  timeZone?: string;
+  /** Secrets and ConfigMaps referenced, as "Secret/name" / "ConfigMap/name". */
+  references: string[];
+}
+
+export interface InvalidTask {
+  valid: false;
+  reason: string;
+  field: string;
+  message: string;
+  references: string[];
+}
+
+export type Validation = ValidTask | InvalidTask;
+
+export interface ReferenceLookup {
+  /** Whether a Secret or ConfigMap exists in the namespace. */
+  exists(kind: "Secret" | "ConfigMap", namespace: string, name: string): boolean;
+}
+
+function invalid(reason: string, field: string, message: string, references: string[] = []): InvalidTask {
+  return { valid: false, reason, field, message: `${field}: ${message}`, references };
+}
+
+function referencesOf(spec: BackgroundTaskSpec): Array<{ kind: "Secret" | "ConfigMap"; name: string; field: string; optional: boolean }> {
+  const refs: Array<{ kind: "Secret" | "ConfigMap"; name: string; field: string; optional: boolean }> = [];
+  spec.env?.forEach((env, i) => {
+    const secret = env.valueFrom?.secretKeyRef;
+    const configMap = env.valueFrom?.configMapKeyRef;
+    if (secret) refs.push({ kind: "Secret", name: secret.name, field: `spec.env[${i}].valueFrom.secretKeyRef.name`, optional: secret.optional ?? false });
+    if (configMap) refs.push({ kind: "ConfigMap", name: configMap.name, field: `spec.env[${i}].valueFrom.configMapKeyRef.name`, optional: configMap.optional ?? false });
+  });
+  spec.envFrom?.forEach((source, i) => {
+    if (source.secretRef) refs.push({ kind: "Secret", name: source.secretRef.name, field: `spec.envFrom[${i}].secretRef.name`, optional: false });
+    if (source.configMapRef) refs.push({ kind: "ConfigMap", name: source.configMapRef.name, field: `spec.envFrom[${i}].configMapRef.name`, optional: false });
+  });
+  return refs;
+}
+
+export function validateTask(task: BackgroundTaskObject, lookup: ReferenceLookup): Validation {
+  const parsed = backgroundTaskSpec.safeParse(task.spec);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const field = fieldPath("spec", issue?.path ?? []);
+    return invalid("InvalidSpec", field, issue?.message ?? "invalid");
+  }
+  const spec = parsed.data;
+  const references = referencesOf(spec).map((r) => `${r.kind}/${r.name}`);
+
+  let taskType: TaskType | "container" = "container";
+  let schedule = spec.schedule;
+  if (spec.task !== undefined) {
+    if (!isTaskType(spec.task)) {
+      return invalid("UnknownTask", "spec.task", `unknown task type ${JSON.stringify(spec.task)}; known types: ${Object.keys(catalogue).join(", ")}`, references);
+    }
+    taskType = spec.task;
+    const params = validateParams(spec.task, spec.params, "spec.params");
+    if (!params.ok) {
+      const first = params.problems[0] ?? "spec.params: invalid";
+      const colon = first.indexOf(": ");
+      return invalid("InvalidParams", first.slice(0, colon), `${first.slice(colon + 2)}${params.problems.length > 1 ? ` (and ${params.problems.length - 1} more: ${params.problems.slice(1).join("; ")})` : ""}`, references);
+    }
+    schedule ??= catalogue[spec.task].defaultSchedule;
+  }
+  if (!schedule) return invalid("MissingSchedule", "spec.schedule", `task ${taskType} has no default schedule; set one`, references);
+
+  let resolved: string;
+  try {
+    resolved = resolveSchedule(schedule, task.metadata.namespace, task.metadata.name);
+    validateResolvedSchedule(resolved);
+  } catch (error) {
+    if (!(error instanceof ScheduleError)) throw error;
+    return invalid("InvalidSchedule", "spec.schedule", `${JSON.stringify(schedule)} is not a valid schedule: ${error.message}`, references);
+  }
+  if (spec.timeZone !== undefined) {
+    try {
+      validateTimeZone(spec.timeZone);
+    } catch (error) {
+      if (!(error instanceof ScheduleError)) throw error;
+      return invalid("InvalidTimeZone", "spec.timeZone", error.message, references);
+    }
+  }
+  if (spec.timeout !== undefined && parseDuration(spec.timeout) < 1000) {
+    return invalid("InvalidTimeout", "spec.timeout", "must be at least 1s", references);
+  }
+  for (const ref of referencesOf(spec)) {
+    if (!ref.optional && !lookup.exists(ref.kind, task.metadata.namespace, ref.name)) {
+      return invalid(`Missing${ref.kind}`, ref.field, `${ref.kind} ${JSON.stringify(ref.name)} does not exist in namespace ${task.metadata.namespace}`, references);
+    }
+  }
+  return { valid: true, spec, taskType, schedule: resolved, timeZone: spec.timeZone, references };
+}

@@ -1,0 +1,94 @@
+// Operator configuration from flags and environment, validated with zod so a
+// bad setting stops the operator at start with the setting named.
+import { hostname } from "node:os";
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { priorities } from "../crds/backgroundtask.ts";
+
+const boolish = z.union([z.boolean(), z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1")]);
+
+export const configSchema = z.object({
+  namespaces: z
+    .string()
+    .default("")
+    .transform((v) => v.split(",").map((s) => s.trim()).filter(Boolean))
+    .describe("Namespaces to watch, comma-separated; empty for all."),
+  runnerImage: z.string().min(1).default("ghcr.io/nightshift-dev/task-runner:0.1.0").describe("Image of the shared task runner."),
+  runnerImagePullPolicy: z.enum(["Always", "IfNotPresent", "Never"]).default("IfNotPresent"),
+  workers: z.coerce.number().int().min(1).max(256).default(4).describe("Concurrent reconciles."),
+  metricsAddress: z.string().regex(/^[^:]*:\d+$|^\d+$/, "must be host:port or :port").default(":8080"),
+  leaderElect: boolish.default(true),
+  leaderElectionNamespace: z.string().min(1).default(process.env.POD_NAMESPACE ?? "default"),
+  leaderElectionId: z.string().min(1).default("nightshift-operator"),
+  identity: z.string().min(1).default(process.env.POD_NAME ?? `${hostname()}-${process.pid}`),
+  priorityClasses: z
+    .string()
+    .default("")
+    .transform((v, ctx) => {
+      const map: Partial<Record<(typeof priorities)[number], string>> = {};
+      for (const pair of v.split(",").map((s) => s.trim()).filter(Boolean)) {
+        const [priority, className] = pair.split("=");
+        if (!priority || !className || !(priorities as readonly string[]).includes(priority)) {
+          ctx.addIssue({ code: "custom", message: `expected priority=PriorityClass pairs with priority in ${priorities.join(", ")}, got ${JSON.stringify(pair)}` });
+          return z.NEVER;
+        }
+        map[priority as (typeof priorities)[number]] = className;
+      }
+      return map;
+    })
+    .describe("Mapping of spec.priority to PriorityClass names, e.g. low=nightshift-low,high=nightshift-high."),
+  logLevel: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
+});
+
+export type OperatorConfig = z.output<typeof configSchema>;
+
+const ENV: Record<keyof OperatorConfig, string> = {
+  namespaces: "NIGHTSHIFT_NAMESPACES",
+  runnerImage: "NIGHTSHIFT_RUNNER_IMAGE",
+  runnerImagePullPolicy: "NIGHTSHIFT_RUNNER_IMAGE_PULL_POLICY",
+  workers: "NIGHTSHIFT_WORKERS",
+  metricsAddress: "NIGHTSHIFT_METRICS_ADDRESS",
+  leaderElect: "NIGHTSHIFT_LEADER_ELECT",
+  leaderElectionNamespace: "NIGHTSHIFT_LEADER_ELECTION_NAMESPACE",
+  leaderElectionId: "NIGHTSHIFT_LEADER_ELECTION_ID",
+  identity: "NIGHTSHIFT_IDENTITY",
+  priorityClasses: "NIGHTSHIFT_PRIORITY_CLASSES",
+  logLevel: "LOG_LEVEL",
+};
+
+const FLAGS: Record<keyof OperatorConfig, string> = {
+  namespaces: "namespaces",
+  runnerImage: "runner-image",
+  runnerImagePullPolicy: "runner-image-pull-policy",
+  workers: "workers",
+  metricsAddress: "metrics-address",
+  leaderElect: "leader-elect",
+  leaderElectionNamespace: "leader-election-namespace",
+  leaderElectionId: "leader-election-id",
+  identity: "identity",
+  priorityClasses: "priority-classes",
+  logLevel: "log-level",
+};
+
+/** Flags win over environment variables, which win over defaults. */
+export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConfig {
+  const { values } = parseArgs({
+    args: argv,
+    options: Object.fromEntries(Object.values(FLAGS).map((flag) => [flag, { type: "string" as const }])),
+    strict: true,
+  });
+  const raw: Record<string, unknown> = {};
+  for (const key of Object.keys(FLAGS) as Array<keyof OperatorConfig>) {
+    const value = values[FLAGS[key]] ?? env[ENV[key]];
+    if (value !== undefined) raw[key] = value;
+  }
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => {
+      const key = issue.path[0] as keyof OperatorConfig;
+      return `--${FLAGS[key]} / ${ENV[key]}: ${issue.message}`;
+    });
+    throw new Error(`invalid configuration:\n${lines.join("\n")}`);
+  }
+  return parsed.data;
+}

@@ -1,0 +1,192 @@
+// Wires the operator together: informers (tasks, their CronJobs and Jobs,
+// metadata of Secrets and ConfigMaps), event → key mapping, the controller,
+// leader election, events, and the health/metrics server.
+import type { Server } from "node:http";
+import type { Logger } from "pino";
+import { API_VERSION, PLURAL } from "../crds/backgroundtask.ts";
+import { BackgroundTaskReconciler } from "./backgroundtask/reconciler.ts";
+import { MANAGED_SELECTOR, ownerTaskKey } from "./backgroundtask/labels.ts";
+import type { OperatorConfig } from "./config.ts";
+import { Controller } from "./runtime/controller.ts";
+import { EventRecorder } from "./runtime/events.ts";
+import { startHealthServer } from "./runtime/health.ts";
+import { Informer, objectKey } from "./runtime/informer.ts";
+import type { KubeClient, KubeObject } from "./runtime/kube-client.ts";
+import { LeaderElector } from "./runtime/leader-election.ts";
+import { OperatorMetrics } from "./runtime/metrics.ts";
+
+const CONTROLLER_NAME = "backgroundtask";
+
+function collectionPath(prefix: string, resource: string, namespace?: string): string {
+  return namespace ? `${prefix}/namespaces/${namespace}/${resource}` : `${prefix}/${resource}`;
+}
+
+/** Jobs are cached without their pod template: the controller only reads metadata and status. */
+function slimJob(job: KubeObject): KubeObject {
+  const spec = job.spec as Record<string, unknown> | undefined;
+  if (spec) {
+    delete spec.template;
+    delete spec.selector;
+    delete spec.podFailurePolicy;
+  }
+  return job;
+}
+
+export class Manager {
+  readonly metrics = new OperatorMetrics();
+  readonly tasks: Informer<KubeObject>[] = [];
+  readonly cronJobs: Informer<KubeObject>[] = [];
+  readonly jobs: Informer<KubeObject>[] = [];
+  readonly secrets: Informer<KubeObject>[] = [];
+  readonly configMaps: Informer<KubeObject>[] = [];
+  readonly controller: Controller;
+  private readonly elector?: LeaderElector;
+  private server?: Server;
+  private readonly referencedBy = new Map<string, Set<string>>();
+  private readonly referencesOf = new Map<string, string[]>();
+  private readonly config: OperatorConfig;
+  private readonly client: KubeClient;
+  private readonly log: Logger;
+  private leading = false;
+
+  constructor(config: OperatorConfig, client: KubeClient, leaseClient: KubeClient, log: Logger) {
+    this.config = config;
+    this.client = client;
+    this.log = log;
+    const scopes = config.namespaces.length ? config.namespaces : [undefined];
+    for (const ns of scopes) {
+      const where = ns ?? "all";
+      const informerLog = log.child({ component: "informer" });
+      this.tasks.push(new Informer(client, { name: `backgroundtasks/${where}`, path: collectionPath(`/apis/${API_VERSION}`, PLURAL, ns), log: informerLog }));
+      this.cronJobs.push(new Informer(client, { name: `cronjobs/${where}`, path: collectionPath("/apis/batch/v1", "cronjobs", ns), labelSelector: MANAGED_SELECTOR, log: informerLog }));
+      this.jobs.push(new Informer(client, { name: `jobs/${where}`, path: collectionPath("/apis/batch/v1", "jobs", ns), labelSelector: MANAGED_SELECTOR, transform: slimJob, log: informerLog }));
+      this.secrets.push(new Informer(client, { name: `secrets/${where}`, path: collectionPath("/api/v1", "secrets", ns), metadataOnly: true, log: informerLog }));
+      this.configMaps.push(new Informer(client, { name: `configmaps/${where}`, path: collectionPath("/api/v1", "configmaps", ns), metadataOnly: true, log: informerLog }));
+    }
+    const events = new EventRecorder(client, "nightshift.dev/operator", config.identity, log.child({ component: "events" }));
+    const reconciler = new BackgroundTaskReconciler({
+      client,
+      tasks: this.union(this.tasks),
+      cronJobs: this.union(this.cronJobs),
+      references: {
+        exists: (kind, namespace, name) =>
+          (kind === "Secret" ? this.secrets : this.configMaps).some((informer) => informer.get(`${namespace}/${name}`) !== undefined),
+      },
+      events,
+      settings: config,
+      log: log.child({ controller: CONTROLLER_NAME }),
+      trackReferences: (taskKey, namespace, references) => this.trackReferences(taskKey, namespace, references),
+    });
+    this.controller = new Controller(CONTROLLER_NAME, reconciler.reconcile, config.workers, log.child({ controller: CONTROLLER_NAME }), this.metrics);
+    this.metrics.watchRequests(client.requestCounts);
+
+    const enqueue = (key: string | undefined) => key && this.controller.enqueue(key);
+    for (const informer of this.tasks) {
+      informer.addHandlers({
+        onAdd: (task) => enqueue(objectKey(task)),
+        // Status-only updates (our own writes) carry no new generation, labels or annotations: skip them.
+        onUpdate: (task, old) => {
+          if (
+            task.metadata.generation !== old.metadata.generation ||
+            JSON.stringify(task.metadata.annotations) !== JSON.stringify(old.metadata.annotations) ||
+            task.metadata.deletionTimestamp !== old.metadata.deletionTimestamp
+          ) {
+            enqueue(objectKey(task));
+          }
+        },
+        onDelete: (task) => this.forgetReferences(objectKey(task)),
+      });
+    }
+    for (const informer of [...this.cronJobs, ...this.jobs]) {
+      informer.addHandlers({
+        onAdd: (o) => enqueue(ownerTaskKey(o)),
+        onUpdate: (o) => enqueue(ownerTaskKey(o)),
+        onDelete: (o) => enqueue(ownerTaskKey(o)),
+      });
+    }
+    for (const [kind, informers] of [["Secret", this.secrets], ["ConfigMap", this.configMaps]] as const) {
+      for (const informer of informers) {
+        const requeueDependents = (o: KubeObject) => {
+          for (const key of this.referencedBy.get(`${kind}/${objectKey(o)}`) ?? []) enqueue(key);
+        };
+        informer.addHandlers({ onAdd: requeueDependents, onDelete: requeueDependents });
+      }
+    }
+
+    if (config.leaderElect) {
+      this.elector = new LeaderElector(leaseClient, {
+        namespace: config.leaderElectionNamespace,
+        name: config.leaderElectionId,
+        identity: config.identity,
+        log: log.child({ component: "leader-election" }),
+        onLeaderChange: (leader) => this.metrics.leaderStatus.set({ name: config.leaderElectionId }, leader ? 1 : 0),
+        onStartedLeading: () => void this.startLeading(),
+        onStoppedLeading: () => {
+          // Like controller-runtime: a replica that lost its lease exits and is restarted clean.
+          this.log.error("leadership lost; exiting");
+          process.exit(1);
+        },
+      });
+    }
+  }
+
+  get isLeader(): boolean {
+    return this.leading;
+  }
+
+  private get allInformers(): Informer<KubeObject>[] {
+    return [...this.secrets, ...this.configMaps, ...this.cronJobs, ...this.jobs, ...this.tasks];
+  }
+
+  async start(): Promise<void> {
+    this.server = await startHealthServer(this.config.metricsAddress, this.metrics.registry, {
+      healthy: () => true,
+      ready: () => this.allInformers.every((i) => i.hasSynced),
+    });
+    // Caches start on every replica so a standby takes over with a warm cache.
+    for (const informer of this.allInformers) informer.start();
+    if (this.elector) this.elector.start();
+    else await this.startLeading();
+  }
+
+  private async startLeading(): Promise<void> {
+    await Promise.all(this.allInformers.map((i) => i.waitForSync()));
+    this.leading = true;
+    this.log.info({ tasks: this.tasks.reduce((n, i) => n + i.size, 0) }, "caches synced; reconciling");
+    for (const informer of this.tasks) for (const task of informer.list()) this.controller.enqueue(objectKey(task));
+    this.controller.start();
+  }
+
+  /** Graceful stop: finish reconciles in flight, release the lease, stop watches. */
+  async stop(): Promise<void> {
+    await this.controller.stop();
+    await this.elector?.release();
+    for (const informer of this.allInformers) informer.stop();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    this.client.close();
+  }
+
+  private union(informers: Informer<KubeObject>[]): Informer<KubeObject> {
+    if (informers.length === 1 && informers[0]) return informers[0];
+    return { get: (key: string) => informers.map((i) => i.get(key)).find((o) => o !== undefined) } as unknown as Informer<KubeObject>;
+  }
+
+  private trackReferences(taskKey: string, namespace: string, references: string[]): void {
+    this.forgetReferences(taskKey);
+    const keys = references.map((ref) => {
+      const [kind, name] = ref.split("/");
+      return `${kind}/${namespace}/${name}`;
+    });
+    this.referencesOf.set(taskKey, keys);
+    for (const key of keys) {
+      let set = this.referencedBy.get(key);
+      if (!set) this.referencedBy.set(key, (set = new Set()));
+      set.add(taskKey);
+    }
+  }
+
+  private forgetReferences(taskKey: string): void {
+    for (const key of this.referencesOf.get(taskKey) ?? []) this.referencedBy.get(key)?.delete(taskKey);
+    this.referencesOf.delete(taskKey);
+  }
+}
