@@ -114,6 +114,7 @@ export class Manager {
     }
 
     if (config.leaderElect) {
+      this.metrics.leaderStatus.set({ name: config.leaderElectionId }, 0);
       this.elector = new LeaderElector(leaseClient, {
         namespace: config.leaderElectionNamespace,
         name: config.leaderElectionId,

@@ -1,5 +1,6 @@
 // One real control plane per test run, shared by every suite; suites isolate
 // themselves by namespace.
+import { fileURLToPath } from "node:url";
 import type { TestProject } from "vitest/node";
 import { ControlPlane, ensureBinaries } from "./controlplane/controlplane.ts";
 
@@ -17,6 +18,9 @@ export async function setup(project: TestProject): Promise<void> {
   const binDir = ensureBinaries(log);
   controlPlane = new ControlPlane({ log });
   await controlPlane.start();
+  // Every suite works with BackgroundTasks: install the committed CRD once.
+  controlPlane.kubectl(["apply", "--server-side", "-f", fileURLToPath(new URL("../crds/nightshift.dev_backgroundtasks.yaml", import.meta.url))]);
+  controlPlane.kubectl(["wait", "--for=condition=Established", "crd/backgroundtasks.nightshift.dev", "--timeout=60s"]);
   project.provide("kubeconfigPath", controlPlane.kubeconfigPath);
   project.provide("binDir", binDir);
 }

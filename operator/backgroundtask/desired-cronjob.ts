@@ -148,24 +148,35 @@ export function templateHash(cronJob: CronJob): string {
 }
 
 /**
- * True when the live CronJob already carries everything desired: same
- * template hash and every desired field present with the same value (the
- * live object may have more, e.g. defaults). Anything else is drift to repair.
+ * Why the live CronJob differs from the desired one, or undefined when it
+ * already carries everything desired: the same template hash and every
+ * desired field with the same value (the live object may have more, such as
+ * defaults). Anything else is a change or drift to repair.
  */
-export function cronJobUpToDate(desired: CronJob, live: { metadata: { annotations?: Record<string, string> } } | undefined): boolean {
-  if (!live) return false;
-  if (live.metadata.annotations?.[TEMPLATE_HASH_ANNOTATION] !== desired.metadata.annotations[TEMPLATE_HASH_ANNOTATION]) return false;
-  return containsDesired(desired, live);
+export function cronJobDrift(desired: CronJob, live: { metadata: { annotations?: Record<string, string> } } | undefined): string | undefined {
+  if (!live) return "missing";
+  if (live.metadata.annotations?.[TEMPLATE_HASH_ANNOTATION] !== desired.metadata.annotations[TEMPLATE_HASH_ANNOTATION]) return "task changed";
+  // apiVersion and kind are not compared: list responses omit them from items.
+  const path = firstDifference({ metadata: desired.metadata, spec: desired.spec }, live, "");
+  return path === undefined ? undefined : `drift at ${path}`;
 }
 
-function containsDesired(desired: unknown, live: unknown): boolean {
+function firstDifference(desired: unknown, live: unknown, path: string): string | undefined {
   if (Array.isArray(desired)) {
-    if (!Array.isArray(live) || live.length !== desired.length) return false;
-    return desired.every((item, i) => containsDesired(item, live[i]));
+    if (!Array.isArray(live) || live.length !== desired.length) return path;
+    for (let i = 0; i < desired.length; i++) {
+      const found = firstDifference(desired[i], live[i], `${path}[${i}]`);
+      if (found !== undefined) return found;
+    }
+    return undefined;
   }
   if (desired && typeof desired === "object") {
-    if (!live || typeof live !== "object") return false;
-    return Object.entries(desired).every(([key, value]) => containsDesired(value, (live as Record<string, unknown>)[key]));
+    if (!live || typeof live !== "object") return path;
+    for (const [key, value] of Object.entries(desired)) {
+      const found = firstDifference(value, (live as Record<string, unknown>)[key], `${path}.${key}`);
+      if (found !== undefined) return found;
+    }
+    return undefined;
   }
-  return desired === live;
+  return desired === live ? undefined : path;
 }

@@ -7,7 +7,7 @@ import type { ReconcileResult } from "../runtime/controller.ts";
 import type { EventRecorder } from "../runtime/events.ts";
 import type { Informer } from "../runtime/informer.ts";
 import { isConflict, isNotFound, type KubeClient, type KubeObject } from "../runtime/kube-client.ts";
-import { type CronJobSettings, cronJobUpToDate, desiredCronJob } from "./desired-cronjob.ts";
+import { type CronJobSettings, cronJobDrift, desiredCronJob } from "./desired-cronjob.ts";
 import { cronJobName, FIELD_MANAGER } from "./labels.ts";
 import { computeStatus, type LiveCronJob, statusPatch } from "./status.ts";
 import { type ReferenceLookup, validateTask } from "./validate.ts";
@@ -55,12 +55,13 @@ export class BackgroundTaskReconciler {
     let upToDate = false;
     if (validation.valid) {
       const desired = desiredCronJob(task, validation, this.deps.settings, task.status?.circuit?.state === "Open");
-      upToDate = cronJobUpToDate(desired, live as never);
+      const drift = cronJobDrift(desired, live as never);
+      upToDate = drift === undefined;
       if (!upToDate) {
         const path = `/apis/batch/v1/namespaces/${namespace}/cronjobs/${desired.metadata.name}`;
         live = await client.apply<LiveCronJob>(path, desired, FIELD_MANAGER);
         upToDate = true;
-        log.info({ key, cronJob: desired.metadata.name }, "applied CronJob");
+        log.info({ key, cronJob: desired.metadata.name, why: drift }, "applied CronJob");
         if (!task.status?.cronJobName) events.normal(this.eventTarget(task), "CronJobCreated", `Created CronJob ${desired.metadata.name}`);
       }
     }
