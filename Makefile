@@ -47,4 +47,13 @@ cluster-down:
 	rm -f $(CLUSTER_DIR)/pid $(CLUSTER_DIR)/ready; echo "control plane stopped"
 
 demo: deps binaries
-	$(NODE) test/demo.ts
+	$(NODE) scripts/demo.ts
+
+# The operator against the current KUBECONFIG (e.g. `make cluster` then
+# `KUBECONFIG=.cluster/kubeconfig make run`), with the CRD installed first.
+run: deps binaries
+	PATH=$$(bash test/controlplane/build-binaries.sh):$$PATH kubectl apply --server-side -f crds/nightshift.dev_backgroundtasks.yaml
+	$(NODE) operator/main.ts --leader-elect=false $(ARGS)
+
+crds: deps
+	$(NODE) crds/generate.ts
