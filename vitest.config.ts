@@ -2,7 +2,12 @@ import { defineConfig } from "vitest/config";
 
 export default defineConfig({
   test: {
-    include: ["test/**/*.test.ts", "operator/**/*.test.ts", "crds/**/*.test.ts", "task-runner/**/*.test.ts"],
+    include: [
+      "test/**/*.test.ts",
+      "operator/**/*.test.ts",
+      "crds/**/*.test.ts",
+      "task-runner/**/*.test.ts",
+    ],
     globalSetup: ["test/global-setup.ts"],
     testTimeout: 120_000,
     hookTimeout: 180_000,

@@ -9,12 +9,27 @@ export const API_VERSION = `${GROUP}/${VERSION}`;
 export const KIND = "BackgroundTask";
 export const PLURAL = "backgroundtasks";
 
-const cel = (rule: string, message: string, fieldPath?: string) => ({ rule, message, ...(fieldPath ? { fieldPath } : {}) });
-const dnsName = z.string().min(1).max(253).regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "must be a lowercase DNS name");
-const envVarName = z.string().min(1).max(256).regex(/^[-._a-zA-Z][-._a-zA-Z0-9]*$/, "must be an environment variable name");
+const cel = (rule: string, message: string, fieldPath?: string) => ({
+  rule,
+  message,
+  ...(fieldPath ? { fieldPath } : {}),
+});
+const dnsName = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, "must be a lowercase DNS name");
+const envVarName = z
+  .string()
+  .min(1)
+  .max(256)
+  .regex(/^[-._a-zA-Z][-._a-zA-Z0-9]*$/, "must be an environment variable name");
 const quantity = z
   .string()
-  .regex(/^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$/, "must be a Kubernetes quantity such as 500m or 256Mi");
+  .regex(
+    /^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$/,
+    "must be a Kubernetes quantity such as 500m or 256Mi",
+  );
 
 const keyRef = (what: string) =>
   z
@@ -32,12 +47,17 @@ const envVar = z
     valueFrom: z
       .object({
         secretKeyRef: keyRef("Secret").optional().describe("Value from a key of a Secret."),
-        configMapKeyRef: keyRef("ConfigMap").optional().describe("Value from a key of a ConfigMap."),
+        configMapKeyRef: keyRef("ConfigMap")
+          .optional()
+          .describe("Value from a key of a ConfigMap."),
       })
       .strict()
       .meta({
         "x-kubernetes-validations": [
-          cel("has(self.secretKeyRef) != has(self.configMapKeyRef)", "exactly one of secretKeyRef or configMapKeyRef must be set"),
+          cel(
+            "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+            "exactly one of secretKeyRef or configMapKeyRef must be set",
+          ),
         ],
       })
       .optional()
@@ -45,18 +65,36 @@ const envVar = z
   })
   .strict()
   .meta({
-    "x-kubernetes-validations": [cel("!(has(self.value) && has(self.valueFrom))", "value and valueFrom are mutually exclusive")],
+    "x-kubernetes-validations": [
+      cel(
+        "!(has(self.value) && has(self.valueFrom))",
+        "value and valueFrom are mutually exclusive",
+      ),
+    ],
   });
 
 const envFromSource = z
   .object({
-    secretRef: z.object({ name: dnsName.describe("Secret name.") }).strict().optional().describe("Every key of a Secret."),
-    configMapRef: z.object({ name: dnsName.describe("ConfigMap name.") }).strict().optional().describe("Every key of a ConfigMap."),
+    secretRef: z
+      .object({ name: dnsName.describe("Secret name.") })
+      .strict()
+      .optional()
+      .describe("Every key of a Secret."),
+    configMapRef: z
+      .object({ name: dnsName.describe("ConfigMap name.") })
+      .strict()
+      .optional()
+      .describe("Every key of a ConfigMap."),
     prefix: envVarName.optional().describe("Prefix added to each variable name."),
   })
   .strict()
   .meta({
-    "x-kubernetes-validations": [cel("has(self.secretRef) != has(self.configMapRef)", "exactly one of secretRef or configMapRef must be set")],
+    "x-kubernetes-validations": [
+      cel(
+        "has(self.secretRef) != has(self.configMapRef)",
+        "exactly one of secretRef or configMapRef must be set",
+      ),
+    ],
   });
 
 const resourceList = z
@@ -73,14 +111,21 @@ export const backgroundTaskSpec = z
   .object({
     task: z
       .string()
-      .regex(/^[a-z][a-z0-9-]*\.[a-z][a-z0-9-]*$/, "must be a catalogue task type such as email.process-queue")
+      .regex(
+        /^[a-z][a-z0-9-]*\.[a-z][a-z0-9-]*$/,
+        "must be a catalogue task type such as email.process-queue",
+      )
       .optional()
-      .describe("Built-in task type from the Nightshift catalogue, e.g. files.cleanup-temp. Exactly one of task or container."),
+      .describe(
+        "Built-in task type from the Nightshift catalogue, e.g. files.cleanup-temp. Exactly one of task or container.",
+      ),
     params: z
       .record(z.string(), z.unknown())
       .meta({ "x-kubernetes-preserve-unknown-fields": true })
       .optional()
-      .describe("Parameters of the built-in task, validated against that task's schema. Only with task."),
+      .describe(
+        "Parameters of the built-in task, validated against that task's schema. Only with task.",
+      ),
     container: z
       .object({
         image: z.string().min(1).max(512).describe("Container image of the custom task."),
@@ -89,7 +134,9 @@ export const backgroundTaskSpec = z
       })
       .strict()
       .optional()
-      .describe("A custom task: the container to run, following the runner exit-code contract. Exactly one of task or container."),
+      .describe(
+        "A custom task: the container to run, following the runner exit-code contract. Exactly one of task or container.",
+      ),
     schedule: z
       .string()
       .min(1)
@@ -98,43 +145,97 @@ export const backgroundTaskSpec = z
       .describe(
         "Cron schedule (5 fields or @hourly, @daily, ...). H in a field picks a fixed value from the task's namespace/name, e.g. 'H 2 * * *', so many tasks at 2 AM do not start at once. Defaults to the catalogue task's schedule.",
       ),
-    timeZone: z.string().min(1).max(64).optional().describe("IANA time zone of the schedule, e.g. Europe/Berlin. Default: the controller manager's (UTC)."),
+    timeZone: z
+      .string()
+      .min(1)
+      .max(64)
+      .optional()
+      .describe(
+        "IANA time zone of the schedule, e.g. Europe/Berlin. Default: the controller manager's (UTC).",
+      ),
     suspend: z.boolean().default(false).describe("Stop scheduling new runs; running ones finish."),
     concurrencyPolicy: z
       .enum(["Allow", "Forbid", "Replace"])
       .default("Forbid")
       .describe("What to do when a run is due while the previous one still runs."),
-    startingDeadlineSeconds: z.int().min(1).max(86400).optional().describe("A run missed by more than this many seconds is skipped."),
-    successfulRunsHistoryLimit: z.int().min(0).max(100).default(3).describe("Finished successful run Jobs kept."),
-    failedRunsHistoryLimit: z.int().min(0).max(100).default(3).describe("Finished failed run Jobs kept."),
-    timeout: duration("Maximum duration of a run (Job activeDeadlineSeconds), e.g. 30m.").optional(),
+    startingDeadlineSeconds: z
+      .int()
+      .min(1)
+      .max(86400)
+      .optional()
+      .describe("A run missed by more than this many seconds is skipped."),
+    successfulRunsHistoryLimit: z
+      .int()
+      .min(0)
+      .max(100)
+      .default(3)
+      .describe("Finished successful run Jobs kept."),
+    failedRunsHistoryLimit: z
+      .int()
+      .min(0)
+      .max(100)
+      .default(3)
+      .describe("Finished failed run Jobs kept."),
+    timeout: duration(
+      "Maximum duration of a run (Job activeDeadlineSeconds), e.g. 30m.",
+    ).optional(),
     retry: z
       .object({
-        limit: z.int().min(0).max(20).default(0).describe("Retries of a failed pod within a run (Job backoffLimit). Exit codes 64, 65 and 78 are never retried."),
+        limit: z
+          .int()
+          .min(0)
+          .max(20)
+          .default(0)
+          .describe(
+            "Retries of a failed pod within a run (Job backoffLimit). Exit codes 64, 65 and 78 are never retried.",
+          ),
         backoff: z
           .object({
             initialDelay: duration("Delay before the first delayed retry run.").default("1m"),
-            factor: z.number().min(1).max(10).default(2).describe("Multiplier applied to the delay after each retry run."),
+            factor: z
+              .number()
+              .min(1)
+              .max(10)
+              .default(2)
+              .describe("Multiplier applied to the delay after each retry run."),
             maxDelay: duration("Upper bound of the delay.").default("1h"),
-            maxRetries: z.int().min(0).max(20).default(3).describe("Delayed retry runs after a failed run; 0 disables them."),
+            maxRetries: z
+              .int()
+              .min(0)
+              .max(20)
+              .default(3)
+              .describe("Delayed retry runs after a failed run; 0 disables them."),
           })
           .strict()
           .meta({
             "x-kubernetes-validations": [
-              cel("duration(self.maxDelay) >= duration(self.initialDelay)", "maxDelay must not be shorter than initialDelay", ".maxDelay"),
+              cel(
+                "duration(self.maxDelay) >= duration(self.initialDelay)",
+                "maxDelay must not be shorter than initialDelay",
+                ".maxDelay",
+              ),
             ],
           })
           .optional()
-          .describe("Delayed retry runs, with exponential backoff and jitter, after a run fails for good."),
+          .describe(
+            "Delayed retry runs, with exponential backoff and jitter, after a run fails for good.",
+          ),
       })
       .strict()
       .optional()
       .describe("How hard to retry failures."),
     circuitBreaker: z
       .object({
-        failureThreshold: z.int().min(1).max(1000).default(5).describe("Consecutive failed runs that open the circuit and suspend the schedule."),
+        failureThreshold: z
+          .int()
+          .min(1)
+          .max(1000)
+          .default(5)
+          .describe("Consecutive failed runs that open the circuit and suspend the schedule."),
         cooldown: duration("Time the circuit stays open before one trial run.").default("30m"),
-        maxCooldown: duration("Cap of the cooldown, which doubles after each failed trial.").default("24h"),
+        maxCooldown: duration(
+          "Cap of the cooldown, which doubles after each failed trial.",
+        ).default("24h"),
       })
       .strict()
       .optional()
@@ -147,26 +248,61 @@ export const backgroundTaskSpec = z
       .strict()
       .optional()
       .describe("Compute resources of the run's container."),
-    priority: z.enum(priorities).default("normal").describe("Scheduling priority; mapped to a PriorityClass by the operator's settings."),
-    queueName: dnsName.max(63).optional().describe("Kueue LocalQueue to admit runs through (kueue.x-k8s.io/queue-name label)."),
-    env: z.array(envVar).max(100).optional().describe("Environment variables of the run, from literals, Secrets or ConfigMaps in the same namespace."),
-    envFrom: z.array(envFromSource).max(20).optional().describe("Whole Secrets or ConfigMaps in the same namespace as environment variables."),
+    priority: z
+      .enum(priorities)
+      .default("normal")
+      .describe("Scheduling priority; mapped to a PriorityClass by the operator's settings."),
+    queueName: dnsName
+      .max(63)
+      .optional()
+      .describe("Kueue LocalQueue to admit runs through (kueue.x-k8s.io/queue-name label)."),
+    env: z
+      .array(envVar)
+      .max(100)
+      .optional()
+      .describe(
+        "Environment variables of the run, from literals, Secrets or ConfigMaps in the same namespace.",
+      ),
+    envFrom: z
+      .array(envFromSource)
+      .max(20)
+      .optional()
+      .describe("Whole Secrets or ConfigMaps in the same namespace as environment variables."),
     serviceAccountName: dnsName.optional().describe("Service account the run's pod uses."),
     podMetadata: z
       .object({
-        labels: z.record(z.string(), z.string().max(63)).optional().describe("Labels added to each run's pod."),
-        annotations: z.record(z.string(), z.string()).optional().describe("Annotations added to each run's pod."),
+        labels: z
+          .record(z.string(), z.string().max(63))
+          .optional()
+          .describe("Labels added to each run's pod."),
+        annotations: z
+          .record(z.string(), z.string())
+          .optional()
+          .describe("Annotations added to each run's pod."),
       })
       .strict()
       .optional()
-      .describe("Labels and annotations for run pods, e.g. for sidecar injection or cost allocation."),
+      .describe(
+        "Labels and annotations for run pods, e.g. for sidecar injection or cost allocation.",
+      ),
   })
   .strict()
   .meta({
     "x-kubernetes-validations": [
-      cel("has(self.task) != has(self.container)", "exactly one of spec.task or spec.container must be set"),
-      cel("!has(self.params) || has(self.task)", "spec.params is only allowed with spec.task", ".params"),
-      cel("has(self.task) || has(self.schedule)", "spec.schedule is required for a container task", ".schedule"),
+      cel(
+        "has(self.task) != has(self.container)",
+        "exactly one of spec.task or spec.container must be set",
+      ),
+      cel(
+        "!has(self.params) || has(self.task)",
+        "spec.params is only allowed with spec.task",
+        ".params",
+      ),
+      cel(
+        "has(self.task) || has(self.schedule)",
+        "spec.schedule is required for a container task",
+        ".schedule",
+      ),
     ],
   });
 
@@ -181,11 +317,24 @@ export const condition = z.object({
   observedGeneration: z.int().optional().describe("Generation the condition was computed from."),
 });
 
-export const phases = ["Pending", "Ready", "Running", "Suspended", "Invalid", "Failing", "CircuitOpen"] as const;
+export const phases = [
+  "Pending",
+  "Ready",
+  "Running",
+  "Suspended",
+  "Invalid",
+  "Failing",
+  "CircuitOpen",
+] as const;
 
 export const backgroundTaskStatus = z.object({
   observedGeneration: z.int().optional().describe("Generation of the spec last processed."),
-  phase: z.enum(phases).optional().describe("One-word summary: Pending, Ready, Running, Suspended, Invalid, Failing or CircuitOpen."),
+  phase: z
+    .enum(phases)
+    .optional()
+    .describe(
+      "One-word summary: Pending, Ready, Running, Suspended, Invalid, Failing or CircuitOpen.",
+    ),
   conditions: z
     .array(condition)
     .optional()
@@ -209,7 +358,12 @@ export const backgroundTaskStatus = z.object({
     .describe("Run counters, each finished run counted exactly once."),
   consecutiveFailures: z.int().optional().describe("Failed runs since the last success."),
   active: z
-    .array(z.object({ name: z.string().describe("Job name."), startTime: time.optional().describe("Start.") }))
+    .array(
+      z.object({
+        name: z.string().describe("Job name."),
+        startTime: time.optional().describe("Start."),
+      }),
+    )
     .optional()
     .describe("Runs in progress."),
   lastRun: z
@@ -220,12 +374,21 @@ export const backgroundTaskStatus = z.object({
       completionTime: time.optional().describe("End."),
       durationSeconds: z.number().optional().describe("Duration in seconds."),
       exitCode: z.int().optional().describe("Exit code of the runner."),
-      reason: z.string().optional().describe("Why it ended, e.g. BackoffLimitExceeded, DeadlineExceeded, PodFailurePolicy."),
-      message: z.string().optional().describe("Result or message reported by the runner (bounded)."),
+      reason: z
+        .string()
+        .optional()
+        .describe("Why it ended, e.g. BackoffLimitExceeded, DeadlineExceeded, PodFailurePolicy."),
+      message: z
+        .string()
+        .optional()
+        .describe("Result or message reported by the runner (bounded)."),
     })
     .optional()
     .describe("The most recent finished run."),
-  recordedJobs: z.array(z.string()).optional().describe("UIDs of the most recently recorded run Jobs, so no run is counted twice."),
+  recordedJobs: z
+    .array(z.string())
+    .optional()
+    .describe("UIDs of the most recently recorded run Jobs, so no run is counted twice."),
   circuit: z
     .object({
       state: z.enum(["Closed", "Open", "HalfOpen"]).describe("Closed, Open or HalfOpen."),
@@ -242,7 +405,10 @@ export const backgroundTaskStatus = z.object({
     })
     .optional()
     .describe("Delayed retry state."),
-  lastRunNowValue: z.string().optional().describe("Last nightshift.dev/run-now annotation value acted on."),
+  lastRunNowValue: z
+    .string()
+    .optional()
+    .describe("Last nightshift.dev/run-now annotation value acted on."),
 });
 
 export const backgroundTask = z.object({

@@ -8,9 +8,11 @@ const PART = /([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)/g;
 
 /** Milliseconds in a duration string; throws on anything DURATION_PATTERN rejects. */
 export function parseDuration(text: string): number {
-  if (!new RegExp(DURATION_PATTERN).test(text)) throw new Error(`invalid duration ${JSON.stringify(text)}`);
+  if (!new RegExp(DURATION_PATTERN).test(text))
+    throw new Error(`invalid duration ${JSON.stringify(text)}`);
   let total = 0;
-  for (const [, amount, unit] of text.matchAll(PART)) total += Number(amount) * (UNIT_MS[unit ?? "s"] ?? 0);
+  for (const [, amount, unit] of text.matchAll(PART))
+    total += Number(amount) * (UNIT_MS[unit ?? "s"] ?? 0);
   return total;
 }
 
@@ -24,5 +26,8 @@ export function formatDuration(ms: number): string {
 
 /** A duration field, validated by the apiserver (pattern) and by zod alike. */
 export function duration(description: string) {
-  return z.string().regex(new RegExp(DURATION_PATTERN), "must be a duration such as 30s, 5m or 1h30m").describe(description);
+  return z
+    .string()
+    .regex(new RegExp(DURATION_PATTERN), "must be a duration such as 30s, 5m or 1h30m")
+    .describe(description);
 }

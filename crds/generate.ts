@@ -6,7 +6,9 @@ import { stringify } from "yaml";
 import { z } from "zod";
 import { backgroundTask, GROUP, KIND, PLURAL, VERSION } from "./backgroundtask.ts";
 
-export const CRD_PATH = fileURLToPath(new URL("./nightshift.dev_backgroundtasks.yaml", import.meta.url));
+export const CRD_PATH = fileURLToPath(
+  new URL("./nightshift.dev_backgroundtasks.yaml", import.meta.url),
+);
 
 type JsonSchema = { [key: string]: unknown };
 
@@ -17,22 +19,34 @@ function structural(node: unknown): unknown {
   const out: JsonSchema = {};
   for (const [key, value] of Object.entries(node as JsonSchema)) {
     if (key === "$schema") continue;
-    out[key] = key === "x-kubernetes-validations" || key === "default" || key === "enum" ? value : structural(value);
+    out[key] =
+      key === "x-kubernetes-validations" || key === "default" || key === "enum"
+        ? value
+        : structural(value);
   }
-  if ("properties" in out || out["x-kubernetes-preserve-unknown-fields"] === true) delete out.additionalProperties;
+  if ("properties" in out || out["x-kubernetes-preserve-unknown-fields"] === true)
+    delete out.additionalProperties;
   if (out.additionalProperties === false) delete out.additionalProperties;
   if (out.properties && Object.keys(out.properties as object).length === 0) delete out.properties;
   if (out["x-kubernetes-preserve-unknown-fields"] === true) out.type = "object";
   if (out.minimum === Number.MIN_SAFE_INTEGER) delete out.minimum;
   if (out.maximum === Number.MAX_SAFE_INTEGER) delete out.maximum;
   for (const forbidden of ["anyOf", "oneOf", "allOf", "$ref", "$defs"]) {
-    if (forbidden in out) throw new Error(`schema is not structural: ${forbidden} in ${JSON.stringify(out).slice(0, 200)}`);
+    if (forbidden in out)
+      throw new Error(
+        `schema is not structural: ${forbidden} in ${JSON.stringify(out).slice(0, 200)}`,
+      );
   }
   return out;
 }
 
 export function openApiSchema(): JsonSchema {
-  const schema = z.toJSONSchema(backgroundTask, { target: "openapi-3.0", io: "input", unrepresentable: "throw", reused: "inline" });
+  const schema = z.toJSONSchema(backgroundTask, {
+    target: "openapi-3.0",
+    io: "input",
+    unrepresentable: "throw",
+    reused: "inline",
+  });
   return structural(schema) as JsonSchema;
 }
 
@@ -61,18 +75,73 @@ export function crdObject() {
           storage: true,
           subresources: { status: {} },
           additionalPrinterColumns: [
-            { name: "Task", type: "string", jsonPath: ".status.task", description: "Catalogue task type or 'container'." },
-            { name: "Schedule", type: "string", jsonPath: ".status.schedule", description: "Schedule in effect, H expanded." },
+            {
+              name: "Task",
+              type: "string",
+              jsonPath: ".status.task",
+              description: "Catalogue task type or 'container'.",
+            },
+            {
+              name: "Schedule",
+              type: "string",
+              jsonPath: ".status.schedule",
+              description: "Schedule in effect, H expanded.",
+            },
             { name: "Status", type: "string", jsonPath: ".status.phase", description: "Phase." },
-            { name: "Last Success", type: "date", jsonPath: ".status.lastSuccessTime", description: "Last successful run." },
-            { name: "Failures", type: "integer", jsonPath: ".status.consecutiveFailures", description: "Consecutive failed runs." },
-            { name: "Next Run", type: "string", jsonPath: ".status.nextScheduleTime", description: "Next scheduled run." },
+            {
+              name: "Last Success",
+              type: "date",
+              jsonPath: ".status.lastSuccessTime",
+              description: "Last successful run.",
+            },
+            {
+              name: "Failures",
+              type: "integer",
+              jsonPath: ".status.consecutiveFailures",
+              description: "Consecutive failed runs.",
+            },
+            {
+              name: "Next Run",
+              type: "string",
+              jsonPath: ".status.nextScheduleTime",
+              description: "Next scheduled run.",
+            },
             { name: "Age", type: "date", jsonPath: ".metadata.creationTimestamp" },
-            { name: "Time Zone", type: "string", jsonPath: ".status.timeZone", priority: 1, description: "Time zone of the schedule." },
-            { name: "Runs", type: "integer", jsonPath: ".status.runs.total", priority: 1, description: "Finished runs." },
-            { name: "Failed", type: "integer", jsonPath: ".status.runs.failed", priority: 1, description: "Failed runs." },
-            { name: "CronJob", type: "string", jsonPath: ".status.cronJobName", priority: 1, description: "CronJob running the task." },
-            { name: "Message", type: "string", jsonPath: readyMessage, priority: 1, description: "Ready condition message." },
+            {
+              name: "Time Zone",
+              type: "string",
+              jsonPath: ".status.timeZone",
+              priority: 1,
+              description: "Time zone of the schedule.",
+            },
+            {
+              name: "Runs",
+              type: "integer",
+              jsonPath: ".status.runs.total",
+              priority: 1,
+              description: "Finished runs.",
+            },
+            {
+              name: "Failed",
+              type: "integer",
+              jsonPath: ".status.runs.failed",
+              priority: 1,
+              description: "Failed runs.",
+            },
+            {
+              name: "CronJob",
+              type: "string",
+              jsonPath: ".status.cronJobName",
+              priority: 1,
+              description: "CronJob running the task.",
+            },
+            {
+              name: "Message",
+              type: "string",
+              jsonPath: readyMessage,
+              priority: 1,
+              description: "Ready condition message.",
+            },
           ],
           schema: { openAPIV3Schema: openApiSchema() },
         },

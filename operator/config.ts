@@ -5,38 +5,67 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import { priorities } from "../crds/backgroundtask.ts";
 
-const boolish = z.union([z.boolean(), z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1")]);
+const boolish = z.union([
+  z.boolean(),
+  z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1"),
+]);
 
 export const configSchema = z.object({
   namespaces: z
     .string()
     .default("")
-    .transform((v) => v.split(",").map((s) => s.trim()).filter(Boolean))
+    .transform((v) =>
+      v
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean),
+    )
     .describe("Namespaces to watch, comma-separated; empty for all."),
-  runnerImage: z.string().min(1).default("ghcr.io/nightshift-dev/task-runner:0.1.0").describe("Image of the shared task runner."),
+  runnerImage: z
+    .string()
+    .min(1)
+    .default("ghcr.io/nightshift-dev/task-runner:0.1.0")
+    .describe("Image of the shared task runner."),
   runnerImagePullPolicy: z.enum(["Always", "IfNotPresent", "Never"]).default("IfNotPresent"),
   workers: z.coerce.number().int().min(1).max(256).default(4).describe("Concurrent reconciles."),
-  metricsAddress: z.string().regex(/^[^:]*:\d+$|^\d+$/, "must be host:port or :port").default(":8080"),
+  metricsAddress: z
+    .string()
+    .regex(/^[^:]*:\d+$|^\d+$/, "must be host:port or :port")
+    .default(":8080"),
   leaderElect: boolish.default(true),
-  leaderElectionNamespace: z.string().min(1).default(process.env.POD_NAMESPACE ?? "default"),
+  leaderElectionNamespace: z
+    .string()
+    .min(1)
+    .default(process.env.POD_NAMESPACE ?? "default"),
   leaderElectionId: z.string().min(1).default("nightshift-operator"),
-  identity: z.string().min(1).default(process.env.POD_NAME ?? `${hostname()}-${process.pid}`),
+  identity: z
+    .string()
+    .min(1)
+    .default(process.env.POD_NAME ?? `${hostname()}-${process.pid}`),
   priorityClasses: z
     .string()
     .default("")
     .transform((v, ctx) => {
       const map: Partial<Record<(typeof priorities)[number], string>> = {};
-      for (const pair of v.split(",").map((s) => s.trim()).filter(Boolean)) {
+      for (const pair of v
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean)) {
         const [priority, className] = pair.split("=");
         if (!priority || !className || !(priorities as readonly string[]).includes(priority)) {
-          ctx.addIssue({ code: "custom", message: `expected priority=PriorityClass pairs with priority in ${priorities.join(", ")}, got ${JSON.stringify(pair)}` });
+          ctx.addIssue({
+            code: "custom",
+            message: `expected priority=PriorityClass pairs with priority in ${priorities.join(", ")}, got ${JSON.stringify(pair)}`,
+          });
           return z.NEVER;
         }
         map[priority as (typeof priorities)[number]] = className;
       }
       return map;
     })
-    .describe("Mapping of spec.priority to PriorityClass names, e.g. low=nightshift-low,high=nightshift-high."),
+    .describe(
+      "Mapping of spec.priority to PriorityClass names, e.g. low=nightshift-low,high=nightshift-high.",
+    ),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
 });
 
@@ -74,7 +103,9 @@ const FLAGS: Record<keyof OperatorConfig, string> = {
 export function loadConfig(argv: string[], env: NodeJS.ProcessEnv): OperatorConfig {
   const { values } = parseArgs({
     args: argv,
-    options: Object.fromEntries(Object.values(FLAGS).map((flag) => [flag, { type: "string" as const }])),
+    options: Object.fromEntries(
+      Object.values(FLAGS).map((flag) => [flag, { type: "string" as const }]),
+    ),
     strict: true,
   });
   const raw: Record<string, unknown> = {};

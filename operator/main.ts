@@ -32,7 +32,16 @@ async function shutdown(signal: string): Promise<void> {
 }
 process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
-process.on("unhandledRejection", (reason) => log.error({ err: String(reason) }, "unhandled rejection"));
+process.on("unhandledRejection", (reason) =>
+  log.error({ err: String(reason) }, "unhandled rejection"),
+);
 
 await manager.start();
-log.info({ namespaces: config.namespaces.length ? config.namespaces : "all", workers: config.workers, runnerImage: config.runnerImage }, "operator started");
+log.info(
+  {
+    namespaces: config.namespaces.length ? config.namespaces : "all",
+    workers: config.workers,
+    runnerImage: config.runnerImage,
+  },
+  "operator started",
+);

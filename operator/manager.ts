@@ -4,8 +4,8 @@
 import type { Server } from "node:http";
 import type { Logger } from "pino";
 import { API_VERSION, PLURAL } from "../crds/backgroundtask.ts";
-import { BackgroundTaskReconciler } from "./backgroundtask/reconciler.ts";
 import { MANAGED_SELECTOR, ownerTaskKey } from "./backgroundtask/labels.ts";
+import { BackgroundTaskReconciler } from "./backgroundtask/reconciler.ts";
 import type { OperatorConfig } from "./config.ts";
 import { Controller } from "./runtime/controller.ts";
 import { EventRecorder } from "./runtime/events.ts";
@@ -57,27 +57,76 @@ export class Manager {
     for (const ns of scopes) {
       const where = ns ?? "all";
       const informerLog = log.child({ component: "informer" });
-      this.tasks.push(new Informer(client, { name: `backgroundtasks/${where}`, path: collectionPath(`/apis/${API_VERSION}`, PLURAL, ns), log: informerLog }));
-      this.cronJobs.push(new Informer(client, { name: `cronjobs/${where}`, path: collectionPath("/apis/batch/v1", "cronjobs", ns), labelSelector: MANAGED_SELECTOR, log: informerLog }));
-      this.jobs.push(new Informer(client, { name: `jobs/${where}`, path: collectionPath("/apis/batch/v1", "jobs", ns), labelSelector: MANAGED_SELECTOR, transform: slimJob, log: informerLog }));
-      this.secrets.push(new Informer(client, { name: `secrets/${where}`, path: collectionPath("/api/v1", "secrets", ns), metadataOnly: true, log: informerLog }));
-      this.configMaps.push(new Informer(client, { name: `configmaps/${where}`, path: collectionPath("/api/v1", "configmaps", ns), metadataOnly: true, log: informerLog }));
+      this.tasks.push(
+        new Informer(client, {
+          name: `backgroundtasks/${where}`,
+          path: collectionPath(`/apis/${API_VERSION}`, PLURAL, ns),
+          log: informerLog,
+        }),
+      );
+      this.cronJobs.push(
+        new Informer(client, {
+          name: `cronjobs/${where}`,
+          path: collectionPath("/apis/batch/v1", "cronjobs", ns),
+          labelSelector: MANAGED_SELECTOR,
+          log: informerLog,
+        }),
+      );
+      this.jobs.push(
+        new Informer(client, {
+          name: `jobs/${where}`,
+          path: collectionPath("/apis/batch/v1", "jobs", ns),
+          labelSelector: MANAGED_SELECTOR,
+          transform: slimJob,
+          log: informerLog,
+        }),
+      );
+      this.secrets.push(
+        new Informer(client, {
+          name: `secrets/${where}`,
+          path: collectionPath("/api/v1", "secrets", ns),
+          metadataOnly: true,
+          log: informerLog,
+        }),
+      );
+      this.configMaps.push(
+        new Informer(client, {
+          name: `configmaps/${where}`,
+          path: collectionPath("/api/v1", "configmaps", ns),
+          metadataOnly: true,
+          log: informerLog,
+        }),
+      );
     }
-    const events = new EventRecorder(client, "nightshift.dev/operator", config.identity, log.child({ component: "events" }));
+    const events = new EventRecorder(
+      client,
+      "nightshift.dev/operator",
+      config.identity,
+      log.child({ component: "events" }),
+    );
     const reconciler = new BackgroundTaskReconciler({
       client,
       tasks: this.union(this.tasks),
       cronJobs: this.union(this.cronJobs),
       references: {
         exists: (kind, namespace, name) =>
-          (kind === "Secret" ? this.secrets : this.configMaps).some((informer) => informer.get(`${namespace}/${name}`) !== undefined),
+          (kind === "Secret" ? this.secrets : this.configMaps).some(
+            (informer) => informer.get(`${namespace}/${name}`) !== undefined,
+          ),
       },
       events,
       settings: config,
       log: log.child({ controller: CONTROLLER_NAME }),
-      trackReferences: (taskKey, namespace, references) => this.trackReferences(taskKey, namespace, references),
+      trackReferences: (taskKey, namespace, references) =>
+        this.trackReferences(taskKey, namespace, references),
     });
-    this.controller = new Controller(CONTROLLER_NAME, reconciler.reconcile, config.workers, log.child({ controller: CONTROLLER_NAME }), this.metrics);
+    this.controller = new Controller(
+      CONTROLLER_NAME,
+      reconciler.reconcile,
+      config.workers,
+      log.child({ controller: CONTROLLER_NAME }),
+      this.metrics,
+    );
     this.metrics.watchRequests(client.requestCounts);
 
     const enqueue = (key: string | undefined) => key && this.controller.enqueue(key);
@@ -88,7 +137,8 @@ export class Manager {
         onUpdate: (task, old) => {
           if (
             task.metadata.generation !== old.metadata.generation ||
-            JSON.stringify(task.metadata.annotations) !== JSON.stringify(old.metadata.annotations) ||
+            JSON.stringify(task.metadata.annotations) !==
+              JSON.stringify(old.metadata.annotations) ||
             task.metadata.deletionTimestamp !== old.metadata.deletionTimestamp
           ) {
             enqueue(objectKey(task));
@@ -104,7 +154,10 @@ export class Manager {
         onDelete: (o) => enqueue(ownerTaskKey(o)),
       });
     }
-    for (const [kind, informers] of [["Secret", this.secrets], ["ConfigMap", this.configMaps]] as const) {
+    for (const [kind, informers] of [
+      ["Secret", this.secrets],
+      ["ConfigMap", this.configMaps],
+    ] as const) {
       for (const informer of informers) {
         const requeueDependents = (o: KubeObject) => {
           for (const key of this.referencedBy.get(`${kind}/${objectKey(o)}`) ?? []) enqueue(key);
@@ -120,7 +173,8 @@ export class Manager {
         name: config.leaderElectionId,
         identity: config.identity,
         log: log.child({ component: "leader-election" }),
-        onLeaderChange: (leader) => this.metrics.leaderStatus.set({ name: config.leaderElectionId }, leader ? 1 : 0),
+        onLeaderChange: (leader) =>
+          this.metrics.leaderStatus.set({ name: config.leaderElectionId }, leader ? 1 : 0),
         onStartedLeading: () => void this.startLeading(),
         onStoppedLeading: () => {
           // Like controller-runtime: a replica that lost its lease exits and is restarted clean.
@@ -153,8 +207,12 @@ export class Manager {
   private async startLeading(): Promise<void> {
     await Promise.all(this.allInformers.map((i) => i.waitForSync()));
     this.leading = true;
-    this.log.info({ tasks: this.tasks.reduce((n, i) => n + i.size, 0) }, "caches synced; reconciling");
-    for (const informer of this.tasks) for (const task of informer.list()) this.controller.enqueue(objectKey(task));
+    this.log.info(
+      { tasks: this.tasks.reduce((n, i) => n + i.size, 0) },
+      "caches synced; reconciling",
+    );
+    for (const informer of this.tasks)
+      for (const task of informer.list()) this.controller.enqueue(objectKey(task));
     this.controller.start();
   }
 
@@ -163,13 +221,17 @@ export class Manager {
     await this.controller.stop();
     await this.elector?.release();
     for (const informer of this.allInformers) informer.stop();
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await new Promise<void>((resolve) =>
+      this.server ? this.server.close(() => resolve()) : resolve(),
+    );
     this.client.close();
   }
 
   private union(informers: Informer<KubeObject>[]): Informer<KubeObject> {
     if (informers.length === 1 && informers[0]) return informers[0];
-    return { get: (key: string) => informers.map((i) => i.get(key)).find((o) => o !== undefined) } as unknown as Informer<KubeObject>;
+    return {
+      get: (key: string) => informers.map((i) => i.get(key)).find((o) => o !== undefined),
+    } as unknown as Informer<KubeObject>;
   }
 
   private trackReferences(taskKey: string, namespace: string, references: string[]): void {
@@ -180,14 +242,15 @@ export class Manager {
     });
     this.referencesOf.set(taskKey, keys);
     for (const key of keys) {
-      let set = this.referencedBy.get(key);
-      if (!set) this.referencedBy.set(key, (set = new Set()));
+      const set = this.referencedBy.get(key) ?? new Set<string>();
+      this.referencedBy.set(key, set);
       set.add(taskKey);
     }
   }
 
   private forgetReferences(taskKey: string): void {
-    for (const key of this.referencesOf.get(taskKey) ?? []) this.referencedBy.get(key)?.delete(taskKey);
+    for (const key of this.referencesOf.get(taskKey) ?? [])
+      this.referencedBy.get(key)?.delete(taskKey);
     this.referencesOf.delete(taskKey);
   }
 }

@@ -33,13 +33,37 @@ process.on("SIGTERM", () => void stop(0));
 try {
   await controlPlane.start();
   say(`control plane ready; KUBECONFIG=${controlPlane.kubeconfigPath}`);
-  controlPlane.kubectl(["apply", "--server-side", "-f", `${root}crds/nightshift.dev_backgroundtasks.yaml`]);
-  controlPlane.kubectl(["wait", "--for=condition=Established", "crd/backgroundtasks.nightshift.dev"]);
-  say("CRD installed; starting the operator (logs in the operator's JSON lines below are filtered to warnings)");
-  operator = spawn("setpriv", ["--pdeathsig", "KILL", "--", process.execPath, `${root}operator/main.ts`, "--leader-elect=false", "--metrics-address=127.0.0.1:0", "--log-level=warn"], {
-    env: { ...process.env, KUBECONFIG: controlPlane.kubeconfigPath },
-    stdio: ["ignore", "inherit", "inherit"],
-  });
+  controlPlane.kubectl([
+    "apply",
+    "--server-side",
+    "-f",
+    `${root}crds/nightshift.dev_backgroundtasks.yaml`,
+  ]);
+  controlPlane.kubectl([
+    "wait",
+    "--for=condition=Established",
+    "crd/backgroundtasks.nightshift.dev",
+  ]);
+  say(
+    "CRD installed; starting the operator (logs in the operator's JSON lines below are filtered to warnings)",
+  );
+  operator = spawn(
+    "setpriv",
+    [
+      "--pdeathsig",
+      "KILL",
+      "--",
+      process.execPath,
+      `${root}operator/main.ts`,
+      "--leader-elect=false",
+      "--metrics-address=127.0.0.1:0",
+      "--log-level=warn",
+    ],
+    {
+      env: { ...process.env, KUBECONFIG: controlPlane.kubeconfigPath },
+      stdio: ["ignore", "inherit", "inherit"],
+    },
+  );
   operator.once("exit", (code) => {
     if (!stopping) {
       say(`operator exited with ${code}`);
@@ -51,14 +75,25 @@ try {
   let allReady = false;
   for (;;) {
     const table = controlPlane.kubectl(["get", "bgt", "-n", "nightshift-demo"]);
-    console.log(`\n$ kubectl get bgt -n nightshift-demo   (${new Date().toISOString().slice(11, 19)})\n${table}`);
+    console.log(
+      `\n$ kubectl get bgt -n nightshift-demo   (${new Date().toISOString().slice(11, 19)})\n${table}`,
+    );
     const statuses = controlPlane
-      .kubectl(["get", "bgt", "-n", "nightshift-demo", "-o", "jsonpath={range .items[*]}{.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}"])
+      .kubectl([
+        "get",
+        "bgt",
+        "-n",
+        "nightshift-demo",
+        "-o",
+        'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}',
+      ])
       .trim()
       .split("\n");
     if (!allReady && statuses.length > 0 && statuses.every((s) => s === "True")) {
       allReady = true;
-      say("every task is Ready. Runs of reminders-dispatch (every minute) will show up in its status; Ctrl-C to stop.");
+      say(
+        "every task is Ready. Runs of reminders-dispatch (every minute) will show up in its status; Ctrl-C to stop.",
+      );
       if (process.env.DEMO_EXIT_WHEN_READY === "1") await stop(0);
     }
     await new Promise((resolve) => setTimeout(resolve, allReady ? 20_000 : 2_000));

@@ -6,7 +6,13 @@ import { createConnection } from "node:net";
 import { BatchV1Api, CoreV1Api, type V1Job } from "@kubernetes/client-node";
 import { describe, expect, it } from "vitest";
 import { ControlPlane } from "./controlplane/controlplane.ts";
-import { createNamespace, eventually, kubeConfig, kubectl, kubectlResult } from "./support/cluster.ts";
+import {
+  createNamespace,
+  eventually,
+  kubeConfig,
+  kubectl,
+  kubectlResult,
+} from "./support/cluster.ts";
 
 const widgetCrd = {
   apiVersion: "apiextensions.k8s.io/v1",
@@ -38,7 +44,12 @@ const widgetCrd = {
   },
 };
 
-function jobFromCronJobTemplate(namespace: string, name: string, podLabels: Record<string, string>, podAnnotations: Record<string, string>) {
+function jobFromCronJobTemplate(
+  namespace: string,
+  name: string,
+  podLabels: Record<string, string>,
+  podAnnotations: Record<string, string>,
+) {
   return {
     apiVersion: "batch/v1",
     kind: "CronJob",
@@ -58,15 +69,25 @@ function jobFromCronJobTemplate(namespace: string, name: string, podLabels: Reco
   };
 }
 
-async function runJobFromCronJob(namespace: string, name: string, labels: Record<string, string>, annotations: Record<string, string>): Promise<V1Job> {
-  kubectl(["apply", "-f", "-"], JSON.stringify(jobFromCronJobTemplate(namespace, name, labels, annotations)));
+async function runJobFromCronJob(
+  namespace: string,
+  name: string,
+  labels: Record<string, string>,
+  annotations: Record<string, string>,
+): Promise<V1Job> {
+  kubectl(
+    ["apply", "-f", "-"],
+    JSON.stringify(jobFromCronJobTemplate(namespace, name, labels, annotations)),
+  );
   // Exactly what `kubectl create job --from=cronjob/x` does: a Job from the CronJob's template.
   kubectl(["create", "job", `${name}-manual`, `--from=cronjob/${name}`, "-n", namespace]);
   const batch = kubeConfig().makeApiClient(BatchV1Api);
   return eventually(
     async () => {
       const job = await batch.readNamespacedJob({ name: `${name}-manual`, namespace });
-      const done = job.status?.conditions?.find((c) => (c.type === "Complete" || c.type === "Failed") && c.status === "True");
+      const done = job.status?.conditions?.find(
+        (c) => (c.type === "Complete" || c.type === "Failed") && c.status === "True",
+      );
       return done ? job : undefined;
     },
     { what: `job ${name}-manual to finish`, timeoutMs: 60_000 },
@@ -82,16 +103,28 @@ describe("local control plane", () => {
 
   it("rejects an object that violates a structural CRD schema with the apiserver's message", async () => {
     kubectl(["apply", "-f", "-"], JSON.stringify(widgetCrd));
-    kubectl(["wait", "--for=condition=Established", "crd/widgets.cp-test.nightshift.dev", "--timeout=30s"]);
+    kubectl([
+      "wait",
+      "--for=condition=Established",
+      "crd/widgets.cp-test.nightshift.dev",
+      "--timeout=30s",
+    ]);
     const namespace = await createNamespace("cp-crd");
-    const bad = { apiVersion: "cp-test.nightshift.dev/v1", kind: "Widget", metadata: { name: "big", namespace }, spec: { size: 99 } };
+    const bad = {
+      apiVersion: "cp-test.nightshift.dev/v1",
+      kind: "Widget",
+      metadata: { name: "big", namespace },
+      spec: { size: 99 },
+    };
     const result = await eventually(() => {
       const r = kubectlResult(["apply", "-f", "-"], JSON.stringify(bad));
       // Right after Established the discovery cache may still miss the kind; retry only that.
       return r.output.includes("no matches for kind") ? undefined : r;
     });
     expect(result.ok).toBe(false);
-    expect(result.output).toContain("spec.size: Invalid value: 99: spec.size in body should be less than or equal to 10");
+    expect(result.output).toContain(
+      "spec.size: Invalid value: 99: spec.size in body should be less than or equal to 10",
+    );
     const good = { ...bad, metadata: { name: "small", namespace }, spec: { size: 3 } };
     expect(kubectlResult(["apply", "-f", "-"], JSON.stringify(good)).ok).toBe(true);
   });
@@ -99,9 +132,13 @@ describe("local control plane", () => {
   it("runs a Job from a CronJob template to Complete on a kwok node", async () => {
     const namespace = await createNamespace("cp-job");
     const job = await runJobFromCronJob(namespace, "hello", {}, {});
-    expect(job.status?.conditions?.some((c) => c.type === "Complete" && c.status === "True")).toBe(true);
+    expect(job.status?.conditions?.some((c) => c.type === "Complete" && c.status === "True")).toBe(
+      true,
+    );
     expect(job.status?.succeeded).toBe(1);
-    const pods = await kubeConfig().makeApiClient(CoreV1Api).listNamespacedPod({ namespace, labelSelector: `job-name=hello-manual` });
+    const pods = await kubeConfig()
+      .makeApiClient(CoreV1Api)
+      .listNamespacedPod({ namespace, labelSelector: `job-name=hello-manual` });
     expect(pods.items[0]?.spec?.nodeName).toBe("kwok-node-0");
   });
 
@@ -113,8 +150,12 @@ describe("local control plane", () => {
       { "pod-container-running-failed.stage.kwok.x-k8s.io": "true" },
       { "pod-container-running-failed.stage.kwok.x-k8s.io/exit-code": "75" },
     );
-    expect(job.status?.conditions?.some((c) => c.type === "Failed" && c.status === "True")).toBe(true);
-    const pods = await kubeConfig().makeApiClient(CoreV1Api).listNamespacedPod({ namespace, labelSelector: "job-name=tempfail-manual" });
+    expect(job.status?.conditions?.some((c) => c.type === "Failed" && c.status === "True")).toBe(
+      true,
+    );
+    const pods = await kubeConfig()
+      .makeApiClient(CoreV1Api)
+      .listNamespacedPod({ namespace, labelSelector: "job-name=tempfail-manual" });
     const terminated = pods.items[0]?.status?.containerStatuses?.[0]?.state?.terminated;
     expect(terminated?.exitCode).toBe(75);
     expect(pods.items[0]?.status?.phase).toBe("Failed");
@@ -123,20 +164,28 @@ describe("local control plane", () => {
   it("deletes dependents when their owner is deleted (garbage collector)", async () => {
     const namespace = await createNamespace("cp-gc");
     const core = kubeConfig().makeApiClient(CoreV1Api);
-    const owner = await core.createNamespacedConfigMap({ namespace, body: { metadata: { name: "owner" } } });
+    const owner = await core.createNamespacedConfigMap({
+      namespace,
+      body: { metadata: { name: "owner" } },
+    });
     await core.createNamespacedConfigMap({
       namespace,
       body: {
         metadata: {
           name: "dependent",
-          ownerReferences: [{ apiVersion: "v1", kind: "ConfigMap", name: "owner", uid: owner.metadata?.uid ?? "" }],
+          ownerReferences: [
+            { apiVersion: "v1", kind: "ConfigMap", name: "owner", uid: owner.metadata?.uid ?? "" },
+          ],
         },
       },
     });
     await core.deleteNamespacedConfigMap({ name: "owner", namespace });
     await eventually(
       async () => {
-        const list = await core.listNamespacedConfigMap({ namespace, fieldSelector: "metadata.name=dependent" });
+        const list = await core.listNamespacedConfigMap({
+          namespace,
+          fieldSelector: "metadata.name=dependent",
+        });
         return list.items.length === 0 ? true : undefined;
       },
       { what: "dependent to be garbage collected" },
@@ -191,17 +240,25 @@ describe("control plane lifecycle", () => {
       console.log(JSON.stringify(plane.pids));
       setInterval(() => {}, 1 << 30);
     `;
-    const child = spawn(process.execPath, ["--input-type=module", "-e", script], { stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     let out = "";
     child.stdout.on("data", (chunk) => {
       out += chunk;
     });
-    const pids: number[] = await eventually(() => (out.includes("]") ? JSON.parse(out.trim()) : undefined), {
-      timeoutMs: 120_000,
-      what: "supervisor to start",
-    });
+    const pids: number[] = await eventually(
+      () => (out.includes("]") ? JSON.parse(out.trim()) : undefined),
+      {
+        timeoutMs: 120_000,
+        what: "supervisor to start",
+      },
+    );
     expect(pids.every(processAlive)).toBe(true);
     child.kill("SIGKILL");
-    await eventually(() => (pids.some(processAlive) ? undefined : true), { what: "children to die", timeoutMs: 10_000 });
+    await eventually(() => (pids.some(processAlive) ? undefined : true), {
+      what: "children to die",
+      timeoutMs: 10_000,
+    });
   }, 300_000);
 });

@@ -19,8 +19,18 @@ export async function setup(project: TestProject): Promise<void> {
   controlPlane = new ControlPlane({ log });
   await controlPlane.start();
   // Every suite works with BackgroundTasks: install the committed CRD once.
-  controlPlane.kubectl(["apply", "--server-side", "-f", fileURLToPath(new URL("../crds/nightshift.dev_backgroundtasks.yaml", import.meta.url))]);
-  controlPlane.kubectl(["wait", "--for=condition=Established", "crd/backgroundtasks.nightshift.dev", "--timeout=60s"]);
+  controlPlane.kubectl([
+    "apply",
+    "--server-side",
+    "-f",
+    fileURLToPath(new URL("../crds/nightshift.dev_backgroundtasks.yaml", import.meta.url)),
+  ]);
+  controlPlane.kubectl([
+    "wait",
+    "--for=condition=Established",
+    "crd/backgroundtasks.nightshift.dev",
+    "--timeout=60s",
+  ]);
   project.provide("kubeconfigPath", controlPlane.kubeconfigPath);
   project.provide("binDir", binDir);
 }

@@ -20,19 +20,36 @@ function apply(manifest: object): void {
 }
 
 function task(namespace: string, name: string, spec: object) {
-  return { apiVersion: "nightshift.dev/v1alpha1", kind: "BackgroundTask", metadata: { name, namespace }, spec };
+  return {
+    apiVersion: "nightshift.dev/v1alpha1",
+    kind: "BackgroundTask",
+    metadata: { name, namespace },
+    spec,
+  };
 }
 
 function condition(obj: Obj | undefined, type: string) {
-  return (obj?.status?.conditions as Array<Record<string, string>> | undefined)?.find((c) => c.type === type);
+  return (obj?.status?.conditions as Array<Record<string, string>> | undefined)?.find(
+    (c) => c.type === type,
+  );
 }
 
-async function waitForCondition(namespace: string, name: string, type: string, status: string, reason?: string): Promise<Obj> {
+async function waitForCondition(
+  namespace: string,
+  name: string,
+  type: string,
+  status: string,
+  reason?: string,
+): Promise<Obj> {
   return eventually(
     () => {
       const obj = getJson(["bgt", name, "-n", namespace]);
       const c = condition(obj, type);
-      return c?.status === status && (!reason || c.reason === reason) && obj?.status?.observedGeneration === obj?.metadata.generation ? obj : undefined;
+      return c?.status === status &&
+        (!reason || c.reason === reason) &&
+        obj?.status?.observedGeneration === obj?.metadata.generation
+        ? obj
+        : undefined;
     },
     { what: `${name} ${type}=${status}${reason ? ` (${reason})` : ""}` },
   );
@@ -44,14 +61,25 @@ describe("BackgroundTask operator", () => {
 
   beforeAll(async () => {
     ns = await createNamespace("op");
-    operator = await OperatorProcess.start({ namespaces: [ns], priorityClasses: "high=nightshift-high,low=nightshift-low" });
+    operator = await OperatorProcess.start({
+      namespaces: [ns],
+      priorityClasses: "high=nightshift-high,low=nightshift-low",
+    });
   });
   afterAll(async () => {
     await operator?.stop();
   });
 
   it("creates the CronJob a task describes, and reports Ready", async () => {
-    kubectl(["create", "secret", "generic", "db", "-n", ns, "--from-literal=DATABASE_URL=postgres://x"]);
+    kubectl([
+      "create",
+      "secret",
+      "generic",
+      "db",
+      "-n",
+      ns,
+      "--from-literal=DATABASE_URL=postgres://x",
+    ]);
     apply(
       task(ns, "sessions", {
         task: "maintenance.cleanup-sessions",
@@ -67,8 +95,16 @@ describe("BackgroundTask operator", () => {
         queueName: "batch",
         resources: { requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "256Mi" } },
         params: { batchSize: 500 },
-        env: [{ name: "DATABASE_URL", valueFrom: { secretKeyRef: { name: "db", key: "DATABASE_URL" } } }],
-        podMetadata: { labels: { team: "payments" }, annotations: { "vault.hashicorp.com/agent-inject": "true" } },
+        env: [
+          {
+            name: "DATABASE_URL",
+            valueFrom: { secretKeyRef: { name: "db", key: "DATABASE_URL" } },
+          },
+        ],
+        podMetadata: {
+          labels: { team: "payments" },
+          annotations: { "vault.hashicorp.com/agent-inject": "true" },
+        },
       }),
     );
     kubectl(["wait", "--for=condition=Ready", `bgt/sessions`, "-n", ns, "--timeout=30s"]);
@@ -78,8 +114,16 @@ describe("BackgroundTask operator", () => {
     if (!cj || !bgt) return;
 
     const owner = cj.metadata.ownerReferences[0];
-    expect(owner).toMatchObject({ kind: "BackgroundTask", name: "sessions", uid: bgt.metadata.uid, controller: true });
-    expect(cj.metadata.labels).toMatchObject({ "app.kubernetes.io/managed-by": "nightshift-operator", "nightshift.dev/task": "sessions" });
+    expect(owner).toMatchObject({
+      kind: "BackgroundTask",
+      name: "sessions",
+      uid: bgt.metadata.uid,
+      controller: true,
+    });
+    expect(cj.metadata.labels).toMatchObject({
+      "app.kubernetes.io/managed-by": "nightshift-operator",
+      "nightshift.dev/task": "sessions",
+    });
     expect(cj.spec.schedule).toMatch(/^\d{1,2} 4 \* \* \*$/);
     expect(cj.spec).toMatchObject({
       timeZone: "Europe/Berlin",
@@ -90,46 +134,101 @@ describe("BackgroundTask operator", () => {
       failedJobsHistoryLimit: 2,
     });
     const job = cj.spec.jobTemplate;
-    expect(job.metadata.labels).toMatchObject({ "kueue.x-k8s.io/queue-name": "batch", "nightshift.dev/task-type": "maintenance.cleanup-sessions" });
+    expect(job.metadata.labels).toMatchObject({
+      "kueue.x-k8s.io/queue-name": "batch",
+      "nightshift.dev/task-type": "maintenance.cleanup-sessions",
+    });
     expect(job.spec.activeDeadlineSeconds).toBe(900);
     expect(job.spec.backoffLimit).toBe(2);
-    expect(job.spec.podFailurePolicy.rules[0]).toMatchObject({ action: "FailJob", onExitCodes: { operator: "In", values: [64, 65, 78] } });
+    expect(job.spec.podFailurePolicy.rules[0]).toMatchObject({
+      action: "FailJob",
+      onExitCodes: { operator: "In", values: [64, 65, 78] },
+    });
     const pod = job.spec.template;
-    expect(pod.metadata.labels).toMatchObject({ team: "payments", "nightshift.dev/task": "sessions" });
+    expect(pod.metadata.labels).toMatchObject({
+      team: "payments",
+      "nightshift.dev/task": "sessions",
+    });
     expect(pod.metadata.annotations).toMatchObject({ "vault.hashicorp.com/agent-inject": "true" });
     expect(pod.spec.priorityClassName).toBe("nightshift-high");
-    expect(pod.spec.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } });
+    expect(pod.spec.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      seccompProfile: { type: "RuntimeDefault" },
+    });
     const container = pod.spec.containers[0];
     expect(container.image).toBe("registry.example/nightshift/task-runner:test");
     expect(container.args).toEqual(["run", "maintenance.cleanup-sessions"]);
-    expect(container.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } });
-    expect(container.resources).toEqual({ requests: { cpu: "100m", memory: "128Mi" }, limits: { memory: "256Mi" } });
-    const env = Object.fromEntries((container.env as Array<{ name: string; value?: string; valueFrom?: unknown }>).map((e) => [e.name, e.value ?? e.valueFrom]));
+    expect(container.securityContext).toMatchObject({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"] },
+    });
+    expect(container.resources).toEqual({
+      requests: { cpu: "100m", memory: "128Mi" },
+      limits: { memory: "256Mi" },
+    });
+    const env = Object.fromEntries(
+      (container.env as Array<{ name: string; value?: string; valueFrom?: unknown }>).map((e) => [
+        e.name,
+        e.value ?? e.valueFrom,
+      ]),
+    );
     expect(JSON.parse(env.NIGHTSHIFT_PARAMS as string)).toEqual({ batchSize: 500 });
     expect(env.DATABASE_URL).toEqual({ secretKeyRef: { name: "db", key: "DATABASE_URL" } });
 
-    expect(bgt.status).toMatchObject({ phase: "Ready", task: "maintenance.cleanup-sessions", schedule: cj.spec.schedule, timeZone: "Europe/Berlin", cronJobName: "sessions" });
+    expect(bgt.status).toMatchObject({
+      phase: "Ready",
+      task: "maintenance.cleanup-sessions",
+      schedule: cj.spec.schedule,
+      timeZone: "Europe/Berlin",
+      cronJobName: "sessions",
+    });
     expect(Date.parse(bgt.status?.nextScheduleTime)).toBeGreaterThan(Date.now());
   });
 
   it("expands H the same way every time and differently for different tasks", async () => {
     const names = ["h-a", "h-b", "h-c", "h-d", "h-e", "h-f"];
-    for (const name of names) apply(task(ns, name, { task: "http.request", schedule: "H H * * *", params: { url: "http://example.invalid/" } }));
+    for (const name of names)
+      apply(
+        task(ns, name, {
+          task: "http.request",
+          schedule: "H H * * *",
+          params: { url: "http://example.invalid/" },
+        }),
+      );
     const schedules = await eventually(() => {
-      const s = names.map((name) => getJson(["cronjob", name, "-n", ns])?.spec.schedule as string | undefined);
+      const s = names.map(
+        (name) => getJson(["cronjob", name, "-n", ns])?.spec.schedule as string | undefined,
+      );
       return s.every(Boolean) ? s : undefined;
     });
     expect(new Set(schedules).size).toBeGreaterThan(1);
     kubectl(["delete", "cronjob", "h-a", "-n", ns]);
-    const again = await eventually(() => getJson(["cronjob", "h-a", "-n", ns])?.spec.schedule as string | undefined);
+    const again = await eventually(
+      () => getJson(["cronjob", "h-a", "-n", ns])?.spec.schedule as string | undefined,
+    );
     expect(again).toBe(schedules[0]);
   });
 
   it("updates the CronJob when the task changes, and reflects suspend in status", async () => {
-    apply(task(ns, "digest", { task: "email.daily-summary", params: { query: "select 1", from: "ops@example.com" } }));
+    apply(
+      task(ns, "digest", {
+        task: "email.daily-summary",
+        params: { query: "select 1", from: "ops@example.com" },
+      }),
+    );
     await waitForCondition(ns, "digest", "Ready", "True");
     expect(getJson(["cronjob", "digest", "-n", ns])?.spec.schedule).toBe("0 8 * * *");
-    kubectl(["patch", "bgt", "digest", "-n", ns, "--type=merge", "-p", JSON.stringify({ spec: { schedule: "30 7 * * 1-5", suspend: true } })]);
+    kubectl([
+      "patch",
+      "bgt",
+      "digest",
+      "-n",
+      ns,
+      "--type=merge",
+      "-p",
+      JSON.stringify({ spec: { schedule: "30 7 * * 1-5", suspend: true } }),
+    ]);
     const bgt = await waitForCondition(ns, "digest", "Suspended", "True");
     const cj = getJson(["cronjob", "digest", "-n", ns]);
     expect(cj?.spec).toMatchObject({ schedule: "30 7 * * 1-5", suspend: true });
@@ -138,38 +237,80 @@ describe("BackgroundTask operator", () => {
   });
 
   it("repairs drift: an edited CronJob is restored and a deleted one comes back", async () => {
-    apply(task(ns, "drift", { task: "files.cleanup-temp", schedule: "0 2 * * *", params: { paths: ["/data/tmp"], olderThan: "24h" } }));
+    apply(
+      task(ns, "drift", {
+        task: "files.cleanup-temp",
+        schedule: "0 2 * * *",
+        params: { paths: ["/data/tmp"], olderThan: "24h" },
+      }),
+    );
     await waitForCondition(ns, "drift", "Ready", "True");
-    kubectl(["patch", "cronjob", "drift", "-n", ns, "--type=merge", "-p", JSON.stringify({ spec: { schedule: "* * * * *", suspend: true } })]);
-    await eventually(() => {
-      const cj = getJson(["cronjob", "drift", "-n", ns]);
-      return cj?.spec.schedule === "0 2 * * *" && cj.spec.suspend === false ? true : undefined;
-    }, { what: "edited CronJob restored" });
+    kubectl([
+      "patch",
+      "cronjob",
+      "drift",
+      "-n",
+      ns,
+      "--type=merge",
+      "-p",
+      JSON.stringify({ spec: { schedule: "* * * * *", suspend: true } }),
+    ]);
+    await eventually(
+      () => {
+        const cj = getJson(["cronjob", "drift", "-n", ns]);
+        return cj?.spec.schedule === "0 2 * * *" && cj.spec.suspend === false ? true : undefined;
+      },
+      { what: "edited CronJob restored" },
+    );
     const uid = getJson(["cronjob", "drift", "-n", ns])?.metadata.uid;
     kubectl(["delete", "cronjob", "drift", "-n", ns, "--wait=true"]);
-    const recreated = await eventually(() => {
-      const cj = getJson(["cronjob", "drift", "-n", ns]);
-      return cj && cj.metadata.uid !== uid ? cj : undefined;
-    }, { what: "deleted CronJob recreated" });
+    const recreated = await eventually(
+      () => {
+        const cj = getJson(["cronjob", "drift", "-n", ns]);
+        return cj && cj.metadata.uid !== uid ? cj : undefined;
+      },
+      { what: "deleted CronJob recreated" },
+    );
     expect(recreated.spec.schedule).toBe("0 2 * * *");
   });
 
   it("removes the CronJob when the task is deleted", async () => {
-    apply(task(ns, "gone", { task: "http.request", schedule: "@hourly", params: { url: "https://example.com/hook" } }));
+    apply(
+      task(ns, "gone", {
+        task: "http.request",
+        schedule: "@hourly",
+        params: { url: "https://example.com/hook" },
+      }),
+    );
     await waitForCondition(ns, "gone", "Ready", "True");
     kubectl(["delete", "bgt", "gone", "-n", ns]);
     // The garbage collector learns about a new CRD on its discovery resync (every 30 s), hence the wait.
-    await eventually(() => (getJson(["cronjob", "gone", "-n", ns]) ? undefined : true), { what: "CronJob garbage collected", timeoutMs: 90_000 });
+    await eventually(() => (getJson(["cronjob", "gone", "-n", ns]) ? undefined : true), {
+      what: "CronJob garbage collected",
+      timeoutMs: 90_000,
+    });
   });
 
   it.each([
-    [{ task: "files.cleanup-temp", container: { image: "x" }, schedule: "@daily" }, "exactly one of spec.task or spec.container must be set"],
-    [{ container: { image: "x" }, params: { a: 1 }, schedule: "@daily" }, "spec.params is only allowed with spec.task"],
+    [
+      { task: "files.cleanup-temp", container: { image: "x" }, schedule: "@daily" },
+      "exactly one of spec.task or spec.container must be set",
+    ],
+    [
+      { container: { image: "x" }, params: { a: 1 }, schedule: "@daily" },
+      "spec.params is only allowed with spec.task",
+    ],
     [{ container: { image: "x" } }, "spec.schedule is required for a container task"],
-    [{ task: "http.request", concurrencyPolicy: "Sometimes" }, 'spec.concurrencyPolicy: Unsupported value: "Sometimes"'],
+    [
+      { task: "http.request", concurrencyPolicy: "Sometimes" },
+      'spec.concurrencyPolicy: Unsupported value: "Sometimes"',
+    ],
     [{ task: "http.request", timeout: "soon" }, "spec.timeout: Invalid value"],
     [{ task: "http.request", retry: { limit: 50 } }, "spec.retry.limit: Invalid value: 50"],
-    [{ task: "http.request", retry: { backoff: { initialDelay: "1h", maxDelay: "1m" } } }, "spec.retry.backoff.maxDelay: Invalid value"],
+    [
+      { task: "http.request", retry: { backoff: { initialDelay: "1h", maxDelay: "1m" } } },
+      "spec.retry.backoff.maxDelay: Invalid value",
+    ],
     [{ task: "http.request", priority: "urgent" }, 'spec.priority: Unsupported value: "urgent"'],
     [{ task: "http.request", bogus: true }, 'unknown field "spec.bogus"'],
   ])("rejects at admission with the field named: %j", (spec, message) => {
@@ -179,32 +320,110 @@ describe("BackgroundTask operator", () => {
   });
 
   it.each([
-    ["bad-cron", { task: "files.cleanup-temp", schedule: "61 * * * *", params: { paths: ["/t"], olderThan: "1h" } }, "InvalidSchedule", "spec.schedule"],
-    ["bad-hash", { task: "files.cleanup-temp", schedule: "H(50-90) * * * *", params: { paths: ["/t"], olderThan: "1h" } }, "InvalidSchedule", "spec.schedule"],
-    ["bad-tz", { task: "files.cleanup-temp", timeZone: "Mars/Olympus", params: { paths: ["/t"], olderThan: "1h" } }, "InvalidTimeZone", "spec.timeZone"],
+    [
+      "bad-cron",
+      {
+        task: "files.cleanup-temp",
+        schedule: "61 * * * *",
+        params: { paths: ["/t"], olderThan: "1h" },
+      },
+      "InvalidSchedule",
+      "spec.schedule",
+    ],
+    [
+      "bad-hash",
+      {
+        task: "files.cleanup-temp",
+        schedule: "H(50-90) * * * *",
+        params: { paths: ["/t"], olderThan: "1h" },
+      },
+      "InvalidSchedule",
+      "spec.schedule",
+    ],
+    [
+      "bad-tz",
+      {
+        task: "files.cleanup-temp",
+        timeZone: "Mars/Olympus",
+        params: { paths: ["/t"], olderThan: "1h" },
+      },
+      "InvalidTimeZone",
+      "spec.timeZone",
+    ],
     ["bad-type", { task: "email.carrier-pigeon", schedule: "@daily" }, "UnknownTask", "spec.task"],
-    ["bad-params", { task: "files.cleanup-temp", params: { paths: ["relative/dir"], olderThan: "1h" } }, "InvalidParams", "spec.params.paths[0]"],
-    ["missing-param", { task: "files.backup", params: { destination: "/backups" } }, "InvalidParams", "spec.params.directories"],
-    ["no-schedule", { task: "http.request", params: { url: "https://example.com" } }, "MissingSchedule", "spec.schedule"],
-    ["missing-secret", { task: "http.request", schedule: "@daily", params: { url: "https://example.com" }, envFrom: [{ secretRef: { name: "nope" } }] }, "MissingSecret", "spec.envFrom[0].secretRef.name"],
-  ])("marks %s SpecValid=False with a reason, the field and a Warning event", async (name, spec, reason, field) => {
-    apply(task(ns, name, spec));
-    const bgt = await waitForCondition(ns, name, "SpecValid", "False", reason);
-    expect(condition(bgt, "SpecValid")?.message).toContain(field);
-    expect(condition(bgt, "Ready")).toMatchObject({ status: "False", reason });
-    expect(condition(bgt, "Stalled")?.status).toBe("True");
-    expect(bgt.status?.phase).toBe("Invalid");
-    expect(getJson(["cronjob", name, "-n", ns])).toBeUndefined();
-    const events = await eventually(() => {
-      const out = kubectl(["get", "events", "-n", ns, "--field-selector", `involvedObject.name=${name},type=Warning`, "-o", "json"]);
-      const items = JSON.parse(out).items as Array<{ reason: string; message?: string; note?: string }>;
-      return items.length ? items : undefined;
-    }, { what: `Warning event for ${name}` });
-    expect(events[0]?.reason).toBe(reason);
-  });
+    [
+      "bad-params",
+      { task: "files.cleanup-temp", params: { paths: ["relative/dir"], olderThan: "1h" } },
+      "InvalidParams",
+      "spec.params.paths[0]",
+    ],
+    [
+      "missing-param",
+      { task: "files.backup", params: { destination: "/backups" } },
+      "InvalidParams",
+      "spec.params.directories",
+    ],
+    [
+      "no-schedule",
+      { task: "http.request", params: { url: "https://example.com" } },
+      "MissingSchedule",
+      "spec.schedule",
+    ],
+    [
+      "missing-secret",
+      {
+        task: "http.request",
+        schedule: "@daily",
+        params: { url: "https://example.com" },
+        envFrom: [{ secretRef: { name: "nope" } }],
+      },
+      "MissingSecret",
+      "spec.envFrom[0].secretRef.name",
+    ],
+  ])(
+    "marks %s SpecValid=False with a reason, the field and a Warning event",
+    async (name, spec, reason, field) => {
+      apply(task(ns, name, spec));
+      const bgt = await waitForCondition(ns, name, "SpecValid", "False", reason);
+      expect(condition(bgt, "SpecValid")?.message).toContain(field);
+      expect(condition(bgt, "Ready")).toMatchObject({ status: "False", reason });
+      expect(condition(bgt, "Stalled")?.status).toBe("True");
+      expect(bgt.status?.phase).toBe("Invalid");
+      expect(getJson(["cronjob", name, "-n", ns])).toBeUndefined();
+      const events = await eventually(
+        () => {
+          const out = kubectl([
+            "get",
+            "events",
+            "-n",
+            ns,
+            "--field-selector",
+            `involvedObject.name=${name},type=Warning`,
+            "-o",
+            "json",
+          ]);
+          const items = JSON.parse(out).items as Array<{
+            reason: string;
+            message?: string;
+            note?: string;
+          }>;
+          return items.length ? items : undefined;
+        },
+        { what: `Warning event for ${name}` },
+      );
+      expect(events[0]?.reason).toBe(reason);
+    },
+  );
 
   it("becomes valid once a missing Secret is created", async () => {
-    apply(task(ns, "needs-secret", { task: "http.request", schedule: "@daily", params: { url: "https://example.com" }, env: [{ name: "TOKEN", valueFrom: { secretKeyRef: { name: "late", key: "token" } } }] }));
+    apply(
+      task(ns, "needs-secret", {
+        task: "http.request",
+        schedule: "@daily",
+        params: { url: "https://example.com" },
+        env: [{ name: "TOKEN", valueFrom: { secretKeyRef: { name: "late", key: "token" } } }],
+      }),
+    );
     await waitForCondition(ns, "needs-secret", "SpecValid", "False", "MissingSecret");
     kubectl(["create", "secret", "generic", "late", "-n", ns, "--from-literal=token=t"]);
     await waitForCondition(ns, "needs-secret", "Ready", "True");
@@ -214,7 +433,16 @@ describe("BackgroundTask operator", () => {
     await waitForCondition(ns, "sessions", "Ready", "True");
     const table = kubectl(["get", "bgt", "sessions", "-n", ns]);
     const [header, row] = table.trim().split("\n");
-    expect(header?.split(/\s{2,}/)).toEqual(["NAME", "TASK", "SCHEDULE", "STATUS", "LAST SUCCESS", "FAILURES", "NEXT RUN", "AGE"]);
+    expect(header?.split(/\s{2,}/)).toEqual([
+      "NAME",
+      "TASK",
+      "SCHEDULE",
+      "STATUS",
+      "LAST SUCCESS",
+      "FAILURES",
+      "NEXT RUN",
+      "AGE",
+    ]);
     expect(row).toContain("maintenance.cleanup-sessions");
     expect(row).toContain("Ready");
     const wide = kubectl(["get", "bgtask", "sessions", "-n", ns, "-o", "wide"]);
@@ -224,8 +452,21 @@ describe("BackgroundTask operator", () => {
 
   it("keeps lastTransitionTime when a condition does not flip", async () => {
     const before = condition(await waitForCondition(ns, "sessions", "Ready", "True"), "Ready");
-    kubectl(["patch", "bgt", "sessions", "-n", ns, "--type=merge", "-p", JSON.stringify({ spec: { failedRunsHistoryLimit: 4 } })]);
-    await eventually(() => (getJson(["cronjob", "sessions", "-n", ns])?.spec.failedJobsHistoryLimit === 4 ? true : undefined));
+    kubectl([
+      "patch",
+      "bgt",
+      "sessions",
+      "-n",
+      ns,
+      "--type=merge",
+      "-p",
+      JSON.stringify({ spec: { failedRunsHistoryLimit: 4 } }),
+    ]);
+    await eventually(() =>
+      getJson(["cronjob", "sessions", "-n", ns])?.spec.failedJobsHistoryLimit === 4
+        ? true
+        : undefined,
+    );
     const after = condition(await waitForCondition(ns, "sessions", "Ready", "True"), "Ready");
     expect(after?.lastTransitionTime).toBe(before?.lastTransitionTime);
   });
@@ -235,15 +476,29 @@ describe("operator restarts and leader election", () => {
   it("a restarted operator catches up with no writes for unchanged tasks, and makes no lists while idle", async () => {
     const ns = await createNamespace("restart");
     const first = await OperatorProcess.start({ namespaces: [ns] });
-    for (let i = 0; i < 20; i++) apply(task(ns, `t${i}`, { task: "http.request", schedule: "H * * * *", params: { url: "https://example.com" } }));
+    for (let i = 0; i < 20; i++)
+      apply(
+        task(ns, `t${i}`, {
+          task: "http.request",
+          schedule: "H * * * *",
+          params: { url: "https://example.com" },
+        }),
+      );
     for (let i = 0; i < 20; i++) await waitForCondition(ns, `t${i}`, "Ready", "True");
     await first.stop();
 
     const second = await OperatorProcess.start({ namespaces: [ns] });
     // Caught up once every task has been reconciled once.
-    await eventually(async () => ((await second.metric("controller_runtime_reconcile_total", { result: "requeue_after" })) >= 20 ? true : undefined), {
-      what: "restarted operator to reconcile all tasks",
-    });
+    await eventually(
+      async () =>
+        (await second.metric("controller_runtime_reconcile_total", { result: "requeue_after" })) >=
+        20
+          ? true
+          : undefined,
+      {
+        what: "restarted operator to reconcile all tasks",
+      },
+    );
     const lists = await second.metric("nightshift_apiserver_requests", { verb: "list" });
     await new Promise((resolve) => setTimeout(resolve, 3000));
     expect(await second.writes()).toBe(0);
@@ -254,24 +509,56 @@ describe("operator restarts and leader election", () => {
   it("elects one leader; the standby takes over at once when the leader stops", async () => {
     const ns = await createNamespace("leader");
     const id = `nightshift-${ns}`;
-    const a = await OperatorProcess.start({ namespaces: [ns], leaderElect: true, leaderElectionId: id, leaderElectionNamespace: ns, identity: "replica-a" });
-    await eventually(async () => ((await a.metric("leader_election_master_status", { name: id })) === 1 ? true : undefined), { what: "a to lead" });
-    const b = await OperatorProcess.start({ namespaces: [ns], leaderElect: true, leaderElectionId: id, leaderElectionNamespace: ns, identity: "replica-b" });
+    const a = await OperatorProcess.start({
+      namespaces: [ns],
+      leaderElect: true,
+      leaderElectionId: id,
+      leaderElectionNamespace: ns,
+      identity: "replica-a",
+    });
+    await eventually(
+      async () =>
+        (await a.metric("leader_election_master_status", { name: id })) === 1 ? true : undefined,
+      { what: "a to lead" },
+    );
+    const b = await OperatorProcess.start({
+      namespaces: [ns],
+      leaderElect: true,
+      leaderElectionId: id,
+      leaderElectionNamespace: ns,
+      identity: "replica-b",
+    });
     await new Promise((resolve) => setTimeout(resolve, 3000));
     expect(await b.metric("leader_election_master_status", { name: id })).toBe(0);
     const lease = JSON.parse(kubectl(["get", "lease", id, "-n", ns, "-o", "json"]));
     expect(lease.spec.holderIdentity).toBe("replica-a");
 
-    apply(task(ns, "led", { task: "http.request", schedule: "@daily", params: { url: "https://example.com" } }));
+    apply(
+      task(ns, "led", {
+        task: "http.request",
+        schedule: "@daily",
+        params: { url: "https://example.com" },
+      }),
+    );
     await waitForCondition(ns, "led", "Ready", "True");
     expect(await b.writes()).toBe(0);
 
     const stoppedAt = Date.now();
     expect(await a.stop("SIGTERM")).toBe(0);
-    await eventually(async () => ((await b.metric("leader_election_master_status", { name: id })) === 1 ? true : undefined), { what: "b to take over" });
+    await eventually(
+      async () =>
+        (await b.metric("leader_election_master_status", { name: id })) === 1 ? true : undefined,
+      { what: "b to take over" },
+    );
     // Released, not expired: well under the 15 s lease duration.
     expect(Date.now() - stoppedAt).toBeLessThan(8000);
-    apply(task(ns, "led-by-b", { task: "http.request", schedule: "@daily", params: { url: "https://example.com" } }));
+    apply(
+      task(ns, "led-by-b", {
+        task: "http.request",
+        schedule: "@daily",
+        params: { url: "https://example.com" },
+      }),
+    );
     await waitForCondition(ns, "led-by-b", "Ready", "True");
     await b.stop();
   });

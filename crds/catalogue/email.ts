@@ -8,8 +8,15 @@ export const emailProcessQueueParams = z
   .object({
     table: sqlIdentifier("Queue table holding the emails to send.").default("email_queue"),
     batchSize: z.int().min(1).max(1000).default(50).describe("Emails claimed and sent per run."),
-    maxAttempts: z.int().min(1).max(50).default(5).describe("Attempts before an email is marked failed for good."),
-    retryBackoff: duration("Delay before the first retry of a failed email; doubles with each attempt.").default("5m"),
+    maxAttempts: z
+      .int()
+      .min(1)
+      .max(50)
+      .default(5)
+      .describe("Attempts before an email is marked failed for good."),
+    retryBackoff: duration(
+      "Delay before the first retry of a failed email; doubles with each attempt.",
+    ).default("5m"),
     sendTimeout: duration("Time allowed for one SMTP delivery.").default("30s"),
     from: emailAddress("Sender used when a queued email has none.").optional(),
   })
@@ -20,12 +27,24 @@ export const emailDailySummaryParams = z
     query: z
       .string()
       .min(1)
-      .describe("SQL returning one row per digest item with columns recipient, title and optionally body and url."),
-    subject: z.string().min(1).max(200).default("Your daily summary").describe("Subject line of every digest."),
+      .describe(
+        "SQL returning one row per digest item with columns recipient, title and optionally body and url.",
+      ),
+    subject: z
+      .string()
+      .min(1)
+      .max(200)
+      .default("Your daily summary")
+      .describe("Subject line of every digest."),
     from: emailAddress("Sender of the digests."),
-    sentTable: sqlIdentifier("Table recording digests sent, so a rerun on the same day sends none twice.").default(
-      "email_digest_log",
-    ),
-    maxItemsPerRecipient: z.int().min(1).max(500).default(50).describe("Items listed per digest; the rest are counted."),
+    sentTable: sqlIdentifier(
+      "Table recording digests sent, so a rerun on the same day sends none twice.",
+    ).default("email_digest_log"),
+    maxItemsPerRecipient: z
+      .int()
+      .min(1)
+      .max(500)
+      .default(50)
+      .describe("Items listed per digest; the rest are counted."),
   })
   .strict();

@@ -6,7 +6,10 @@ import type { z } from "zod";
 import { emailDailySummaryParams, emailProcessQueueParams } from "./email.ts";
 import { filesBackupParams, filesCleanupTempParams } from "./files.ts";
 import { httpRequestParams } from "./http.ts";
-import { maintenanceCleanupSessionsParams, maintenanceOptimizeDatabaseParams } from "./maintenance.ts";
+import {
+  maintenanceCleanupSessionsParams,
+  maintenanceOptimizeDatabaseParams,
+} from "./maintenance.ts";
 import { remindersDispatchParams } from "./reminders.ts";
 import { syncCalendarParams, syncNotionParams } from "./sync.ts";
 
@@ -107,5 +110,8 @@ export function validateParams(
 
 /** "spec.params" + ["paths", 0] → "spec.params.paths[0]", the way kubectl names fields. */
 export function fieldPath(prefix: string, path: ReadonlyArray<PropertyKey>): string {
-  return path.reduce<string>((acc, part) => (typeof part === "number" ? `${acc}[${part}]` : `${acc}.${String(part)}`), prefix);
+  return path.reduce<string>(
+    (acc, part) => (typeof part === "number" ? `${acc}[${part}]` : `${acc}.${String(part)}`),
+    prefix,
+  );
 }

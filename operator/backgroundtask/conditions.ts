@@ -4,12 +4,20 @@ import type { Condition } from "../../crds/backgroundtask.ts";
 
 export type ConditionInput = Omit<Condition, "lastTransitionTime">;
 
-export function setCondition(existing: Condition[] | undefined, next: ConditionInput, now: string): Condition {
+export function setCondition(
+  existing: Condition[] | undefined,
+  next: ConditionInput,
+  now: string,
+): Condition {
   const previous = existing?.find((c) => c.type === next.type);
-  const lastTransitionTime = previous && previous.status === next.status ? previous.lastTransitionTime : now;
+  const lastTransitionTime =
+    previous && previous.status === next.status ? previous.lastTransitionTime : now;
   return { ...next, lastTransitionTime };
 }
 
-export function findCondition(conditions: Condition[] | undefined, type: string): Condition | undefined {
+export function findCondition(
+  conditions: Condition[] | undefined,
+  type: string,
+): Condition | undefined {
   return conditions?.find((c) => c.type === type);
 }

@@ -14,7 +14,10 @@ import {
 } from "./labels.ts";
 import type { ValidTask } from "./validate.ts";
 
-export type CronJobSettings = Pick<OperatorConfig, "runnerImage" | "runnerImagePullPolicy" | "priorityClasses">;
+export type CronJobSettings = Pick<
+  OperatorConfig,
+  "runnerImage" | "runnerImagePullPolicy" | "priorityClasses"
+>;
 
 /** Exit codes of the runner contract that mean "retrying cannot help": bad usage, bad data, bad config. */
 export const PERMANENT_EXIT_CODES = [64, 65, 78];
@@ -27,12 +30,25 @@ export interface CronJob {
     namespace: string;
     labels: Record<string, string>;
     annotations: Record<string, string>;
-    ownerReferences: Array<{ apiVersion: string; kind: string; name: string; uid: string; controller: boolean; blockOwnerDeletion: boolean }>;
+    ownerReferences: Array<{
+      apiVersion: string;
+      kind: string;
+      name: string;
+      uid: string;
+      controller: boolean;
+      blockOwnerDeletion: boolean;
+    }>;
   };
-  spec: Record<string, unknown> & { jobTemplate: { metadata: Record<string, unknown>; spec: Record<string, unknown> } };
+  spec: Record<string, unknown> & {
+    jobTemplate: { metadata: Record<string, unknown>; spec: Record<string, unknown> };
+  };
 }
 
-function runnerContainer(task: BackgroundTaskObject, valid: ValidTask, settings: CronJobSettings): Record<string, unknown> {
+function runnerContainer(
+  task: BackgroundTaskObject,
+  valid: ValidTask,
+  settings: CronJobSettings,
+): Record<string, unknown> {
   const spec = valid.spec;
   const env: Array<Record<string, unknown>> = [];
   let image = settings.runnerImage;
@@ -75,7 +91,12 @@ function runnerContainer(task: BackgroundTaskObject, valid: ValidTask, settings:
   return container;
 }
 
-export function desiredCronJob(task: BackgroundTaskObject, valid: ValidTask, settings: CronJobSettings, circuitOpen = false): CronJob {
+export function desiredCronJob(
+  task: BackgroundTaskObject,
+  valid: ValidTask,
+  settings: CronJobSettings,
+  circuitOpen = false,
+): CronJob {
   const spec = valid.spec;
   const labels = taskLabels(task.metadata.name, valid.taskType);
   const jobLabels = { ...labels, ...(spec.queueName ? { [QUEUE_LABEL]: spec.queueName } : {}) };
@@ -85,10 +106,19 @@ export function desiredCronJob(task: BackgroundTaskObject, valid: ValidTask, set
 
   const jobSpec: Record<string, unknown> = {
     backoffLimit: spec.retry?.limit ?? 0,
-    ...(spec.timeout ? { activeDeadlineSeconds: Math.ceil(parseDuration(spec.timeout) / 1000) } : {}),
+    ...(spec.timeout
+      ? { activeDeadlineSeconds: Math.ceil(parseDuration(spec.timeout) / 1000) }
+      : {}),
     podFailurePolicy: {
       rules: [
-        { action: "FailJob", onExitCodes: { containerName: RUNNER_CONTAINER, operator: "In", values: PERMANENT_EXIT_CODES } },
+        {
+          action: "FailJob",
+          onExitCodes: {
+            containerName: RUNNER_CONTAINER,
+            operator: "In",
+            values: PERMANENT_EXIT_CODES,
+          },
+        },
         // Evictions and preemptions are not the task's fault: retry without spending the budget.
         { action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] },
       ],
@@ -113,7 +143,9 @@ export function desiredCronJob(task: BackgroundTaskObject, valid: ValidTask, set
     ...(valid.timeZone ? { timeZone: valid.timeZone } : {}),
     suspend: spec.suspend || circuitOpen,
     concurrencyPolicy: spec.concurrencyPolicy,
-    ...(spec.startingDeadlineSeconds !== undefined ? { startingDeadlineSeconds: spec.startingDeadlineSeconds } : {}),
+    ...(spec.startingDeadlineSeconds !== undefined
+      ? { startingDeadlineSeconds: spec.startingDeadlineSeconds }
+      : {}),
     successfulJobsHistoryLimit: spec.successfulRunsHistoryLimit,
     failedJobsHistoryLimit: spec.failedRunsHistoryLimit,
     jobTemplate: { metadata: { labels: jobLabels, annotations }, spec: jobSpec },
@@ -128,7 +160,14 @@ export function desiredCronJob(task: BackgroundTaskObject, valid: ValidTask, set
       labels,
       annotations: { ...annotations },
       ownerReferences: [
-        { apiVersion: API_VERSION, kind: KIND, name: task.metadata.name, uid: task.metadata.uid, controller: true, blockOwnerDeletion: true },
+        {
+          apiVersion: API_VERSION,
+          kind: KIND,
+          name: task.metadata.name,
+          uid: task.metadata.uid,
+          controller: true,
+          blockOwnerDeletion: true,
+        },
       ],
     },
     spec: cronSpec,
@@ -153,9 +192,16 @@ export function templateHash(cronJob: CronJob): string {
  * desired field with the same value (the live object may have more, such as
  * defaults). Anything else is a change or drift to repair.
  */
-export function cronJobDrift(desired: CronJob, live: { metadata: { annotations?: Record<string, string> } } | undefined): string | undefined {
+export function cronJobDrift(
+  desired: CronJob,
+  live: { metadata: { annotations?: Record<string, string> } } | undefined,
+): string | undefined {
   if (!live) return "missing";
-  if (live.metadata.annotations?.[TEMPLATE_HASH_ANNOTATION] !== desired.metadata.annotations[TEMPLATE_HASH_ANNOTATION]) return "task changed";
+  if (
+    live.metadata.annotations?.[TEMPLATE_HASH_ANNOTATION] !==
+    desired.metadata.annotations[TEMPLATE_HASH_ANNOTATION]
+  )
+    return "task changed";
   // apiVersion and kind are not compared: list responses omit them from items.
   const path = firstDifference({ metadata: desired.metadata, spec: desired.spec }, live, "");
   return path === undefined ? undefined : `drift at ${path}`;
@@ -173,7 +219,11 @@ function firstDifference(desired: unknown, live: unknown, path: string): string 
   if (desired && typeof desired === "object") {
     if (!live || typeof live !== "object") return path;
     for (const [key, value] of Object.entries(desired)) {
-      const found = firstDifference(value, (live as Record<string, unknown>)[key], `${path}.${key}`);
+      const found = firstDifference(
+        value,
+        (live as Record<string, unknown>)[key],
+        `${path}.${key}`,
+      );
       if (found !== undefined) return found;
     }
     return undefined;

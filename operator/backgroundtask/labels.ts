@@ -46,7 +46,9 @@ interface ChildObject {
 export function ownerTaskKey(object: ChildObject): string | undefined {
   const namespace = object.metadata.namespace;
   if (!namespace) return undefined;
-  const owner = object.metadata.ownerReferences?.find((o) => o.kind === "BackgroundTask" && o.apiVersion.startsWith("nightshift.dev/"));
+  const owner = object.metadata.ownerReferences?.find(
+    (o) => o.kind === "BackgroundTask" && o.apiVersion.startsWith("nightshift.dev/"),
+  );
   if (owner) return `${namespace}/${owner.name}`;
   const name = object.metadata.annotations?.[TASK_NAME_ANNOTATION];
   return name ? `${namespace}/${name}` : undefined;

@@ -6,7 +6,12 @@ import { API_VERSION, type BackgroundTaskObject, KIND, PLURAL } from "../../crds
 import type { ReconcileResult } from "../runtime/controller.ts";
 import type { EventRecorder } from "../runtime/events.ts";
 import type { Informer } from "../runtime/informer.ts";
-import { isConflict, isNotFound, type KubeClient, type KubeObject } from "../runtime/kube-client.ts";
+import {
+  isConflict,
+  isNotFound,
+  type KubeClient,
+  type KubeObject,
+} from "../runtime/kube-client.ts";
 import { type CronJobSettings, cronJobDrift, desiredCronJob } from "./desired-cronjob.ts";
 import { cronJobName, FIELD_MANAGER } from "./labels.ts";
 import { computeStatus, type LiveCronJob, statusPatch } from "./status.ts";
@@ -51,10 +56,17 @@ export class BackgroundTaskReconciler {
       }
     }
 
-    let live = cronJobs.get(`${namespace}/${cronJobName(name)}`) as unknown as LiveCronJob | undefined;
+    let live = cronJobs.get(`${namespace}/${cronJobName(name)}`) as unknown as
+      | LiveCronJob
+      | undefined;
     let upToDate = false;
     if (validation.valid) {
-      const desired = desiredCronJob(task, validation, this.deps.settings, task.status?.circuit?.state === "Open");
+      const desired = desiredCronJob(
+        task,
+        validation,
+        this.deps.settings,
+        task.status?.circuit?.state === "Open",
+      );
       const drift = cronJobDrift(desired, live as never);
       upToDate = drift === undefined;
       if (!upToDate) {
@@ -62,18 +74,32 @@ export class BackgroundTaskReconciler {
         live = await client.apply<LiveCronJob>(path, desired, FIELD_MANAGER);
         upToDate = true;
         log.info({ key, cronJob: desired.metadata.name, why: drift }, "applied CronJob");
-        if (!task.status?.cronJobName) events.normal(this.eventTarget(task), "CronJobCreated", `Created CronJob ${desired.metadata.name}`);
+        if (!task.status?.cronJobName)
+          events.normal(
+            this.eventTarget(task),
+            "CronJobCreated",
+            `Created CronJob ${desired.metadata.name}`,
+          );
       }
     }
 
-    const status = computeStatus({ task, validation, cronJob: live, cronJobUpToDate: upToDate, now });
+    const status = computeStatus({
+      task,
+      validation,
+      cronJob: live,
+      cronJobUpToDate: upToDate,
+      now,
+    });
     const patch = statusPatch(task.status, status);
     if (patch) {
       try {
-        await client.mergePatch(`/apis/${API_VERSION}/namespaces/${namespace}/${PLURAL}/${name}/status`, {
-          metadata: { resourceVersion: task.metadata.resourceVersion },
-          status: patch,
-        });
+        await client.mergePatch(
+          `/apis/${API_VERSION}/namespaces/${namespace}/${PLURAL}/${name}/status`,
+          {
+            metadata: { resourceVersion: task.metadata.resourceVersion },
+            status: patch,
+          },
+        );
       } catch (error) {
         // Deleted meanwhile: nothing to do. Changed meanwhile: the cache catches up, then we retry.
         if (isNotFound(error)) return undefined;

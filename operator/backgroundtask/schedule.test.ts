@@ -1,5 +1,10 @@
 import { describe, expect, it } from "vitest";
-import { nextScheduleTime, resolveSchedule, ScheduleError, validateResolvedSchedule } from "./schedule.ts";
+import {
+  nextScheduleTime,
+  resolveSchedule,
+  ScheduleError,
+  validateResolvedSchedule,
+} from "./schedule.ts";
 
 describe("hashed schedules", () => {
   it("expands H deterministically from namespace/name and within the field's range", () => {
@@ -13,7 +18,12 @@ describe("hashed schedules", () => {
   });
 
   it("spreads a thousand tasks at 'H 2 * * *' over the hour", () => {
-    const minutes = new Set(Array.from({ length: 1000 }, (_, i) => resolveSchedule("H 2 * * *", "ns", `task-${i}`).split(" ")[0]));
+    const minutes = new Set(
+      Array.from(
+        { length: 1000 },
+        (_, i) => resolveSchedule("H 2 * * *", "ns", `task-${i}`).split(" ")[0],
+      ),
+    );
     expect(minutes.size).toBeGreaterThan(55);
   });
 
@@ -21,7 +31,9 @@ describe("hashed schedules", () => {
     const [m1, h1] = resolveSchedule("H(0-14) H(9-17) * * 1-5", "ns", "x").split(" ");
     expect(Number(m1)).toBeLessThanOrEqual(14);
     expect(Number(h1)).toBeGreaterThanOrEqual(9);
-    expect(resolveSchedule("H/15 * * * *", "ns", "x")).toMatch(/^([0-9]|1[0-4])-59\/15 \* \* \* \*$/);
+    expect(resolveSchedule("H/15 * * * *", "ns", "x")).toMatch(
+      /^([0-9]|1[0-4])-59\/15 \* \* \* \*$/,
+    );
     expect(resolveSchedule("0,H * * * *", "ns", "x")).toMatch(/^0,\d+ /);
   });
 
@@ -35,7 +47,11 @@ describe("hashed schedules", () => {
 
   it("computes the next run in the schedule's time zone", () => {
     const after = new Date("2026-07-01T10:00:00Z");
-    expect(nextScheduleTime("0 2 * * *", "Europe/Berlin", after).toISOString()).toBe("2026-07-02T00:00:00.000Z");
-    expect(nextScheduleTime("@hourly", undefined, after).toISOString()).toBe("2026-07-01T11:00:00.000Z");
+    expect(nextScheduleTime("0 2 * * *", "Europe/Berlin", after).toISOString()).toBe(
+      "2026-07-02T00:00:00.000Z",
+    );
+    expect(nextScheduleTime("@hourly", undefined, after).toISOString()).toBe(
+      "2026-07-01T11:00:00.000Z",
+    );
   });
 });

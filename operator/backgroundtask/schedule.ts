@@ -26,24 +26,35 @@ const FIELD_NAMES = ["minute", "hour", "day of month", "month", "day of week"];
 export class ScheduleError extends Error {}
 
 function fieldHash(seed: string, field: number): number {
-  return createHash("sha256").update(seed).digest().readUInt32BE(field * 4);
+  return createHash("sha256")
+    .update(seed)
+    .digest()
+    .readUInt32BE(field * 4);
 }
 
 function expandHashedPart(part: string, field: number, hash: number): string {
   const match = /^H(?:\((\d+)-(\d+)\))?(?:\/(\d+))?$/.exec(part);
   if (!match) {
-    if (part.includes("H")) throw new ScheduleError(`${FIELD_NAMES[field]} field: cannot read ${JSON.stringify(part)}; use H, H(a-b), H/n or H(a-b)/n`);
+    if (part.includes("H"))
+      throw new ScheduleError(
+        `${FIELD_NAMES[field]} field: cannot read ${JSON.stringify(part)}; use H, H(a-b), H/n or H(a-b)/n`,
+      );
     return part;
   }
   const [defaultLo, defaultHi] = H_RANGES[field] as [number, number];
   const lo = match[1] !== undefined ? Number(match[1]) : defaultLo;
   const hi = match[2] !== undefined ? Number(match[2]) : defaultHi;
   if (lo > hi || lo < defaultLo || hi > (field === 2 ? 31 : defaultHi)) {
-    throw new ScheduleError(`${FIELD_NAMES[field]} field: range ${lo}-${hi} is outside ${defaultLo}-${defaultHi}`);
+    throw new ScheduleError(
+      `${FIELD_NAMES[field]} field: range ${lo}-${hi} is outside ${defaultLo}-${defaultHi}`,
+    );
   }
   if (match[3] !== undefined) {
     const step = Number(match[3]);
-    if (step < 1 || step > hi - lo + 1) throw new ScheduleError(`${FIELD_NAMES[field]} field: step ${step} does not fit range ${lo}-${hi}`);
+    if (step < 1 || step > hi - lo + 1)
+      throw new ScheduleError(
+        `${FIELD_NAMES[field]} field: step ${step} does not fit range ${lo}-${hi}`,
+      );
     return `${lo + (hash % step)}-${hi}/${step}`;
   }
   return String(lo + (hash % (hi - lo + 1)));
@@ -57,24 +68,43 @@ export function resolveSchedule(schedule: string, namespace: string, name: strin
   const trimmed = schedule.trim();
   if (trimmed.startsWith("@")) {
     const expanded = DESCRIPTORS[trimmed.toLowerCase()];
-    if (!expanded) throw new ScheduleError(`unknown descriptor ${trimmed}; use one of ${Object.keys(DESCRIPTORS).join(", ")}`);
+    if (!expanded)
+      throw new ScheduleError(
+        `unknown descriptor ${trimmed}; use one of ${Object.keys(DESCRIPTORS).join(", ")}`,
+      );
     return trimmed;
   }
-  if (/^(CRON_)?TZ=/.test(trimmed)) throw new ScheduleError("time zones go in spec.timeZone, not in the schedule");
+  if (/^(CRON_)?TZ=/.test(trimmed))
+    throw new ScheduleError("time zones go in spec.timeZone, not in the schedule");
   const fields = trimmed.split(/\s+/);
   if (fields.length !== 5) {
-    throw new ScheduleError(`expected 5 fields (minute hour day-of-month month day-of-week), got ${fields.length}`);
+    throw new ScheduleError(
+      `expected 5 fields (minute hour day-of-month month day-of-week), got ${fields.length}`,
+    );
   }
   const seed = `${namespace}/${name}`;
   return fields
-    .map((field, i) => field.split(",").map((part) => expandHashedPart(part, i, fieldHash(seed, i))).join(","))
+    .map((field, i) =>
+      field
+        .split(",")
+        .map((part) => expandHashedPart(part, i, fieldHash(seed, i)))
+        .join(","),
+    )
     .join(" ");
 }
 
 /** Throws a ScheduleError naming the problem when the CronJob controller would not accept the schedule. */
 export function validateResolvedSchedule(resolved: string): void {
   const standard = DESCRIPTORS[resolved.toLowerCase()] ?? resolved;
-  if (/[LW#]/i.test(standard.replace(/[A-Za-z]{3}/g, (m) => (/^(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|sun|mon|tue|wed|thu|fri|sat)$/i.test(m) ? "0" : m)))) {
+  if (
+    /[LW#]/i.test(
+      standard.replace(/[A-Za-z]{3}/g, (m) =>
+        /^(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|sun|mon|tue|wed|thu|fri|sat)$/i.test(m)
+          ? "0"
+          : m,
+      ),
+    )
+  ) {
     throw new ScheduleError("L, W and # are not supported by Kubernetes CronJobs");
   }
   try {
@@ -88,13 +118,22 @@ export function validateTimeZone(timeZone: string): void {
   try {
     new Intl.DateTimeFormat("en-US", { timeZone });
   } catch {
-    throw new ScheduleError(`unknown time zone ${JSON.stringify(timeZone)}; use an IANA name such as Europe/Berlin or UTC`);
+    throw new ScheduleError(
+      `unknown time zone ${JSON.stringify(timeZone)}; use an IANA name such as Europe/Berlin or UTC`,
+    );
   }
 }
 
 /** First scheduled time strictly after `after`. */
-export function nextScheduleTime(resolved: string, timeZone: string | undefined, after: Date): Date {
+export function nextScheduleTime(
+  resolved: string,
+  timeZone: string | undefined,
+  after: Date,
+): Date {
   const standard = DESCRIPTORS[resolved.toLowerCase()] ?? resolved;
-  const expression = CronExpressionParser.parse(standard, { currentDate: after, tz: timeZone ?? "UTC" });
+  const expression = CronExpressionParser.parse(standard, {
+    currentDate: after,
+    tz: timeZone ?? "UTC",
+  });
   return expression.next().toDate();
 }

@@ -2,7 +2,11 @@
 // its validation, its live CronJob and the time; and the merge patch that
 // turns the current status into it (none when nothing changed).
 import { isDeepStrictEqual } from "node:util";
-import type { BackgroundTaskObject, BackgroundTaskStatus, Condition } from "../../crds/backgroundtask.ts";
+import type {
+  BackgroundTaskObject,
+  BackgroundTaskStatus,
+  Condition,
+} from "../../crds/backgroundtask.ts";
 import { type ConditionInput, setCondition } from "./conditions.ts";
 import { nextScheduleTime } from "./schedule.ts";
 import type { Validation } from "./validate.ts";
@@ -35,14 +39,38 @@ export function computeStatus(input: StatusInput): BackgroundTaskStatus {
 
   const wanted: ConditionInput[] = [];
   if (validation.valid) {
-    wanted.push({ type: "SpecValid", status: "True", reason: "Valid", message: "spec is valid", observedGeneration: generation });
+    wanted.push({
+      type: "SpecValid",
+      status: "True",
+      reason: "Valid",
+      message: "spec is valid",
+      observedGeneration: generation,
+    });
   } else {
-    wanted.push({ type: "SpecValid", status: "False", reason: validation.reason, message: validation.message, observedGeneration: generation });
+    wanted.push({
+      type: "SpecValid",
+      status: "False",
+      reason: validation.reason,
+      message: validation.message,
+      observedGeneration: generation,
+    });
   }
   wanted.push(
     suspended
-      ? { type: "Suspended", status: "True", reason: "SuspendedBySpec", message: "spec.suspend is true; no new runs are scheduled", observedGeneration: generation }
-      : { type: "Suspended", status: "False", reason: "Scheduled", message: "runs are scheduled", observedGeneration: generation },
+      ? {
+          type: "Suspended",
+          status: "True",
+          reason: "SuspendedBySpec",
+          message: "spec.suspend is true; no new runs are scheduled",
+          observedGeneration: generation,
+        }
+      : {
+          type: "Suspended",
+          status: "False",
+          reason: "Scheduled",
+          message: "runs are scheduled",
+          observedGeneration: generation,
+        },
   );
   let ready: ConditionInput;
   if (!validation.valid) {
@@ -50,34 +78,58 @@ export function computeStatus(input: StatusInput): BackgroundTaskStatus {
       type: "Ready",
       status: "False",
       reason: validation.reason,
-      message: cronJob ? `${validation.message}; the CronJob keeps the last valid spec` : validation.message,
+      message: cronJob
+        ? `${validation.message}; the CronJob keeps the last valid spec`
+        : validation.message,
       observedGeneration: generation,
     };
   } else if (!cronJob || !input.cronJobUpToDate) {
-    ready = { type: "Ready", status: "False", reason: "CronJobPending", message: "CronJob is being created or updated", observedGeneration: generation };
+    ready = {
+      type: "Ready",
+      status: "False",
+      reason: "CronJobPending",
+      message: "CronJob is being created or updated",
+      observedGeneration: generation,
+    };
   } else {
     const zone = cronJob.spec?.timeZone ?? "UTC";
     ready = {
       type: "Ready",
       status: "True",
       reason: suspended ? "Suspended" : "Scheduled",
-      message: suspended ? `CronJob ${cronJob.metadata.name} is suspended` : `CronJob ${cronJob.metadata.name} runs at "${cronJob.spec?.schedule}" (${zone})`,
+      message: suspended
+        ? `CronJob ${cronJob.metadata.name} is suspended`
+        : `CronJob ${cronJob.metadata.name} runs at "${cronJob.spec?.schedule}" (${zone})`,
       observedGeneration: generation,
     };
   }
   wanted.push(ready);
   // kstatus (Flux, Helm 4, Argo CD) reads these abnormal-true conditions; present only while true.
   if (!validation.valid) {
-    wanted.push({ type: "Stalled", status: "True", reason: validation.reason, message: validation.message, observedGeneration: generation });
+    wanted.push({
+      type: "Stalled",
+      status: "True",
+      reason: validation.reason,
+      message: validation.message,
+      observedGeneration: generation,
+    });
   } else if (ready.status !== "True") {
-    wanted.push({ type: "Reconciling", status: "True", reason: ready.reason, message: ready.message, observedGeneration: generation });
+    wanted.push({
+      type: "Reconciling",
+      status: "True",
+      reason: ready.reason,
+      message: ready.message,
+      observedGeneration: generation,
+    });
   }
   const conditions: Condition[] = wanted.map((c) => setCondition(previous.conditions, c, nowText));
 
   const status: BackgroundTaskStatus = { ...previous };
   status.observedGeneration = generation;
   status.conditions = conditions;
-  status.task = validation.valid ? validation.taskType : (task.spec.task ?? (task.spec.container ? "container" : undefined));
+  status.task = validation.valid
+    ? validation.taskType
+    : (task.spec.task ?? (task.spec.container ? "container" : undefined));
   if (cronJob) {
     status.cronJobName = cronJob.metadata.name;
     status.schedule = cronJob.spec?.schedule;
@@ -93,9 +145,15 @@ export function computeStatus(input: StatusInput): BackgroundTaskStatus {
   return dropUndefined(status);
 }
 
-function phaseOf(status: BackgroundTaskStatus, valid: boolean, suspended: boolean, ready: boolean): NonNullable<BackgroundTaskStatus["phase"]> {
+function phaseOf(
+  status: BackgroundTaskStatus,
+  valid: boolean,
+  suspended: boolean,
+  ready: boolean,
+): NonNullable<BackgroundTaskStatus["phase"]> {
   if (!valid) return "Invalid";
-  if (status.circuit?.state === "Open" || status.circuit?.state === "HalfOpen") return "CircuitOpen";
+  if (status.circuit?.state === "Open" || status.circuit?.state === "HalfOpen")
+    return "CircuitOpen";
   if (suspended) return "Suspended";
   if (!ready) return "Pending";
   if ((status.active?.length ?? 0) > 0) return "Running";
@@ -108,7 +166,10 @@ function dropUndefined<T extends object>(value: T): T {
 }
 
 /** Merge patch from the current to the desired status; undefined when they are equal. */
-export function statusPatch(current: BackgroundTaskStatus | undefined, desired: BackgroundTaskStatus): Record<string, unknown> | undefined {
+export function statusPatch(
+  current: BackgroundTaskStatus | undefined,
+  desired: BackgroundTaskStatus,
+): Record<string, unknown> | undefined {
   const patch: Record<string, unknown> = {};
   const before = (current ?? {}) as Record<string, unknown>;
   const after = desired as Record<string, unknown>;

@@ -2,10 +2,25 @@
 // the spec's shape (in case admission was bypassed or the CRD is older),
 // the catalogue task and its params, the schedule, the time zone, and the
 // Secrets and ConfigMaps the task reads. Every problem names its field.
-import { type BackgroundTaskObject, type BackgroundTaskSpec, backgroundTaskSpec } from "../../crds/backgroundtask.ts";
-import { catalogue, fieldPath, isTaskType, type TaskType, validateParams } from "../../crds/catalogue/index.ts";
+import {
+  type BackgroundTaskObject,
+  type BackgroundTaskSpec,
+  backgroundTaskSpec,
+} from "../../crds/backgroundtask.ts";
+import {
+  catalogue,
+  fieldPath,
+  isTaskType,
+  type TaskType,
+  validateParams,
+} from "../../crds/catalogue/index.ts";
 import { parseDuration } from "../../crds/duration.ts";
-import { resolveSchedule, ScheduleError, validateResolvedSchedule, validateTimeZone } from "./schedule.ts";
+import {
+  resolveSchedule,
+  ScheduleError,
+  validateResolvedSchedule,
+  validateTimeZone,
+} from "./schedule.ts";
 
 export interface ValidTask {
   valid: true;
@@ -33,21 +48,57 @@ export interface ReferenceLookup {
   exists(kind: "Secret" | "ConfigMap", namespace: string, name: string): boolean;
 }
 
-function invalid(reason: string, field: string, message: string, references: string[] = []): InvalidTask {
+function invalid(
+  reason: string,
+  field: string,
+  message: string,
+  references: string[] = [],
+): InvalidTask {
   return { valid: false, reason, field, message: `${field}: ${message}`, references };
 }
 
-function referencesOf(spec: BackgroundTaskSpec): Array<{ kind: "Secret" | "ConfigMap"; name: string; field: string; optional: boolean }> {
-  const refs: Array<{ kind: "Secret" | "ConfigMap"; name: string; field: string; optional: boolean }> = [];
+function referencesOf(
+  spec: BackgroundTaskSpec,
+): Array<{ kind: "Secret" | "ConfigMap"; name: string; field: string; optional: boolean }> {
+  const refs: Array<{
+    kind: "Secret" | "ConfigMap";
+    name: string;
+    field: string;
+    optional: boolean;
+  }> = [];
   spec.env?.forEach((env, i) => {
     const secret = env.valueFrom?.secretKeyRef;
     const configMap = env.valueFrom?.configMapKeyRef;
-    if (secret) refs.push({ kind: "Secret", name: secret.name, field: `spec.env[${i}].valueFrom.secretKeyRef.name`, optional: secret.optional ?? false });
-    if (configMap) refs.push({ kind: "ConfigMap", name: configMap.name, field: `spec.env[${i}].valueFrom.configMapKeyRef.name`, optional: configMap.optional ?? false });
+    if (secret)
+      refs.push({
+        kind: "Secret",
+        name: secret.name,
+        field: `spec.env[${i}].valueFrom.secretKeyRef.name`,
+        optional: secret.optional ?? false,
+      });
+    if (configMap)
+      refs.push({
+        kind: "ConfigMap",
+        name: configMap.name,
+        field: `spec.env[${i}].valueFrom.configMapKeyRef.name`,
+        optional: configMap.optional ?? false,
+      });
   });
   spec.envFrom?.forEach((source, i) => {
-    if (source.secretRef) refs.push({ kind: "Secret", name: source.secretRef.name, field: `spec.envFrom[${i}].secretRef.name`, optional: false });
-    if (source.configMapRef) refs.push({ kind: "ConfigMap", name: source.configMapRef.name, field: `spec.envFrom[${i}].configMapRef.name`, optional: false });
+    if (source.secretRef)
+      refs.push({
+        kind: "Secret",
+        name: source.secretRef.name,
+        field: `spec.envFrom[${i}].secretRef.name`,
+        optional: false,
+      });
+    if (source.configMapRef)
+      refs.push({
+        kind: "ConfigMap",
+        name: source.configMapRef.name,
+        field: `spec.envFrom[${i}].configMapRef.name`,
+        optional: false,
+      });
   });
   return refs;
 }
@@ -66,18 +117,34 @@ export function validateTask(task: BackgroundTaskObject, lookup: ReferenceLookup
   let schedule = spec.schedule;
   if (spec.task !== undefined) {
     if (!isTaskType(spec.task)) {
-      return invalid("UnknownTask", "spec.task", `unknown task type ${JSON.stringify(spec.task)}; known types: ${Object.keys(catalogue).join(", ")}`, references);
+      return invalid(
+        "UnknownTask",
+        "spec.task",
+        `unknown task type ${JSON.stringify(spec.task)}; known types: ${Object.keys(catalogue).join(", ")}`,
+        references,
+      );
     }
     taskType = spec.task;
     const params = validateParams(spec.task, spec.params, "spec.params");
     if (!params.ok) {
       const first = params.problems[0] ?? "spec.params: invalid";
       const colon = first.indexOf(": ");
-      return invalid("InvalidParams", first.slice(0, colon), `${first.slice(colon + 2)}${params.problems.length > 1 ? ` (and ${params.problems.length - 1} more: ${params.problems.slice(1).join("; ")})` : ""}`, references);
+      return invalid(
+        "InvalidParams",
+        first.slice(0, colon),
+        `${first.slice(colon + 2)}${params.problems.length > 1 ? ` (and ${params.problems.length - 1} more: ${params.problems.slice(1).join("; ")})` : ""}`,
+        references,
+      );
     }
     schedule ??= catalogue[spec.task].defaultSchedule;
   }
-  if (!schedule) return invalid("MissingSchedule", "spec.schedule", `task ${taskType} has no default schedule; set one`, references);
+  if (!schedule)
+    return invalid(
+      "MissingSchedule",
+      "spec.schedule",
+      `task ${taskType} has no default schedule; set one`,
+      references,
+    );
 
   let resolved: string;
   try {
@@ -85,7 +152,12 @@ export function validateTask(task: BackgroundTaskObject, lookup: ReferenceLookup
     validateResolvedSchedule(resolved);
   } catch (error) {
     if (!(error instanceof ScheduleError)) throw error;
-    return invalid("InvalidSchedule", "spec.schedule", `${JSON.stringify(schedule)} is not a valid schedule: ${error.message}`, references);
+    return invalid(
+      "InvalidSchedule",
+      "spec.schedule",
+      `${JSON.stringify(schedule)} is not a valid schedule: ${error.message}`,
+      references,
+    );
   }
   if (spec.timeZone !== undefined) {
     try {
@@ -100,7 +172,12 @@ export function validateTask(task: BackgroundTaskObject, lookup: ReferenceLookup
   }
   for (const ref of referencesOf(spec)) {
     if (!ref.optional && !lookup.exists(ref.kind, task.metadata.namespace, ref.name)) {
-      return invalid(`Missing${ref.kind}`, ref.field, `${ref.kind} ${JSON.stringify(ref.name)} does not exist in namespace ${task.metadata.namespace}`, references);
+      return invalid(
+        `Missing${ref.kind}`,
+        ref.field,
+        `${ref.kind} ${JSON.stringify(ref.name)} does not exist in namespace ${task.metadata.namespace}`,
+        references,
+      );
     }
   }
   return { valid: true, spec, taskType, schedule: resolved, timeZone: spec.timeZone, references };

@@ -78,10 +78,20 @@ export class Controller {
       this.queue.addRateLimited(key);
       this.metrics?.reconcileTotal.inc({ controller: this.name, result: "error" });
       this.metrics?.reconcileErrors.inc({ controller: this.name });
-      this.log.error({ key, err: error instanceof Error ? error.message : String(error), retries: this.queue.numRequeues(key) }, "reconcile failed; will retry");
+      this.log.error(
+        {
+          key,
+          err: error instanceof Error ? error.message : String(error),
+          retries: this.queue.numRequeues(key),
+        },
+        "reconcile failed; will retry",
+      );
     } finally {
       this.metrics?.activeWorkers.dec({ controller: this.name });
-      this.metrics?.reconcileTime.observe({ controller: this.name }, Number(process.hrtime.bigint() - started) / 1e9);
+      this.metrics?.reconcileTime.observe(
+        { controller: this.name },
+        Number(process.hrtime.bigint() - started) / 1e9,
+      );
       this.queue.done(key);
     }
   }

@@ -36,7 +36,13 @@ export class EventRecorder {
     this.emit(target, "Warning", reason, note, action);
   }
 
-  private emit(target: EventTarget, type: string, reason: string, note: string, action: string): void {
+  private emit(
+    target: EventTarget,
+    type: string,
+    reason: string,
+    note: string,
+    action: string,
+  ): void {
     const namespace = target.metadata.namespace ?? "default";
     const dedupKey = `${target.metadata.uid}|${type}|${reason}|${note}`;
     const now = Date.now();
@@ -68,6 +74,8 @@ export class EventRecorder {
     };
     this.client
       .create(`/apis/events.k8s.io/v1/namespaces/${namespace}/events`, event)
-      .catch((error: unknown) => this.log.warn({ err: String(error), reason }, "could not record event"));
+      .catch((error: unknown) =>
+        this.log.warn({ err: String(error), reason }, "could not record event"),
+      );
   }
 }

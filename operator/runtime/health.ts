@@ -7,8 +7,14 @@ export interface HealthChecks {
   ready: () => boolean;
 }
 
-export function startHealthServer(address: string, registry: Registry, checks: HealthChecks): Promise<Server> {
-  const [host, portText] = address.includes(":") ? [address.slice(0, address.lastIndexOf(":")), address.slice(address.lastIndexOf(":") + 1)] : ["", address];
+export function startHealthServer(
+  address: string,
+  registry: Registry,
+  checks: HealthChecks,
+): Promise<Server> {
+  const [host, portText] = address.includes(":")
+    ? [address.slice(0, address.lastIndexOf(":")), address.slice(address.lastIndexOf(":") + 1)]
+    : ["", address];
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/healthz" || path === "/livez") {

@@ -31,7 +31,9 @@ const METADATA_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io
 const METADATA_LIST_ACCEPT = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
 
 export function objectKey(object: KubeObject): string {
-  return object.metadata.namespace ? `${object.metadata.namespace}/${object.metadata.name}` : object.metadata.name;
+  return object.metadata.namespace
+    ? `${object.metadata.namespace}/${object.metadata.name}`
+    : object.metadata.name;
 }
 
 function trim(object: KubeObject): KubeObject {
@@ -150,7 +152,8 @@ export class Informer<T extends KubeObject> {
       const old = this.store.get(key);
       this.store.set(key, object);
       if (!old) this.emit("add", object);
-      else if (old.metadata.resourceVersion !== object.metadata.resourceVersion) this.emit("update", object, old);
+      else if (old.metadata.resourceVersion !== object.metadata.resourceVersion)
+        this.emit("update", object, old);
     }
     this.resourceVersion = resourceVersion;
     if (!this.synced) {
@@ -179,7 +182,10 @@ export class Informer<T extends KubeObject> {
         if (type === "ERROR") {
           const status = raw as unknown as { code?: number; message?: string };
           if (status.code === 410) gone = true;
-          this.options.log.info({ informer: this.options.name, code: status.code, message: status.message }, "watch error event");
+          this.options.log.info(
+            { informer: this.options.name, code: status.code, message: status.message },
+            "watch error event",
+          );
           this.abort?.abort();
           return;
         }
@@ -206,7 +212,10 @@ export class Informer<T extends KubeObject> {
         clearTimeout(this.idleTimer);
         if (this.stopped) return;
         if (gone) {
-          this.options.log.info({ informer: this.options.name }, "resourceVersion too old (410); relisting");
+          this.options.log.info(
+            { informer: this.options.name },
+            "resourceVersion too old (410); relisting",
+          );
           void this.listAndWatch();
         } else if (error && !(error instanceof Error && error.name === "AbortError")) {
           this.scheduleRestart(error);
@@ -223,7 +232,10 @@ export class Informer<T extends KubeObject> {
     clearTimeout(this.idleTimer);
     const idleMs = this.options.idleTimeoutMs ?? 120_000;
     this.idleTimer = setTimeout(() => {
-      this.options.log.warn({ informer: this.options.name, idleMs }, "watch silent too long; restarting it");
+      this.options.log.warn(
+        { informer: this.options.name, idleMs },
+        "watch silent too long; restarting it",
+      );
       this.abort?.abort();
     }, idleMs);
     this.idleTimer.unref();
@@ -235,7 +247,10 @@ export class Informer<T extends KubeObject> {
     const min = this.options.minBackoffMs ?? 500;
     const max = this.options.maxBackoffMs ?? 30_000;
     const delay = Math.min(max, min * 2 ** (this.failures - 1)) * (0.8 + Math.random() * 0.4);
-    this.options.log.warn({ informer: this.options.name, err: String(error), delayMs: Math.round(delay) }, "list/watch failed; retrying");
+    this.options.log.warn(
+      { informer: this.options.name, err: String(error), delayMs: Math.round(delay) },
+      "list/watch failed; retrying",
+    );
     this.retryTimer = setTimeout(() => void this.listAndWatch(), delay);
   }
 
@@ -246,7 +261,10 @@ export class Informer<T extends KubeObject> {
         else if (kind === "update" && old) handler.onUpdate?.(object, old);
         else if (kind === "delete") handler.onDelete?.(object);
       } catch (error) {
-        this.options.log.error({ informer: this.options.name, err: String(error) }, "event handler threw");
+        this.options.log.error(
+          { informer: this.options.name, err: String(error) },
+          "event handler threw",
+        );
       }
     }
   }

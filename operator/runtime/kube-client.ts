@@ -17,7 +17,13 @@ export interface KubeObject {
     generation?: number;
     labels?: Record<string, string>;
     annotations?: Record<string, string>;
-    ownerReferences?: Array<{ apiVersion: string; kind: string; name: string; uid: string; controller?: boolean }>;
+    ownerReferences?: Array<{
+      apiVersion: string;
+      kind: string;
+      name: string;
+      uid: string;
+      controller?: boolean;
+    }>;
     managedFields?: unknown;
     deletionTimestamp?: string;
     creationTimestamp?: string;
@@ -35,11 +41,7 @@ export class ApiError extends Error {
   readonly statusCode: number;
   readonly reason: string;
 
-  constructor(
-    statusCode: number,
-    reason: string,
-    message: string,
-  ) {
+  constructor(statusCode: number, reason: string, message: string) {
     super(message);
     this.statusCode = statusCode;
     this.reason = reason;
@@ -54,7 +56,16 @@ export class KubeClient {
   private readonly server: URL;
   private tlsOptions?: RequestOptions;
   /** Requests made, by verb; read by metrics, tests and benchmarks. */
-  readonly requestCounts: Record<Verb, number> = { get: 0, list: 0, watch: 0, create: 0, update: 0, apply: 0, patch: 0, delete: 0 };
+  readonly requestCounts: Record<Verb, number> = {
+    get: 0,
+    list: 0,
+    watch: 0,
+    create: 0,
+    update: 0,
+    apply: 0,
+    patch: 0,
+    delete: 0,
+  };
 
   constructor(kubeConfig: KubeConfig) {
     this.kubeConfig = kubeConfig;
@@ -97,7 +108,9 @@ export class KubeClient {
           headers: {
             ...(this.tlsOptions?.headers ?? {}),
             accept,
-            ...(payload ? { "content-type": contentType, "content-length": Buffer.byteLength(payload) } : {}),
+            ...(payload
+              ? { "content-type": contentType, "content-length": Buffer.byteLength(payload) }
+              : {}),
           },
           timeout: 60_000,
         },
@@ -145,7 +158,14 @@ export class KubeClient {
 
   list<T>(path: string, query: Record<string, string> = {}, accept?: string): Promise<KubeList<T>> {
     const qs = new URLSearchParams(query).toString();
-    return this.request<KubeList<T>>("list", "GET", qs ? `${path}?${qs}` : path, undefined, undefined, accept);
+    return this.request<KubeList<T>>(
+      "list",
+      "GET",
+      qs ? `${path}?${qs}` : path,
+      undefined,
+      undefined,
+      accept,
+    );
   }
 
   create<T>(path: string, body: unknown): Promise<T> {
@@ -158,7 +178,13 @@ export class KubeClient {
 
   /** Server-side apply under one field manager, taking ownership of conflicting fields. */
   apply<T>(path: string, body: unknown, fieldManager: string): Promise<T> {
-    return this.request<T>("apply", "PATCH", `${path}?fieldManager=${encodeURIComponent(fieldManager)}&force=true`, body, "application/apply-patch+yaml");
+    return this.request<T>(
+      "apply",
+      "PATCH",
+      `${path}?fieldManager=${encodeURIComponent(fieldManager)}&force=true`,
+      body,
+      "application/apply-patch+yaml",
+    );
   }
 
   mergePatch<T>(path: string, body: unknown): Promise<T> {
@@ -209,7 +235,15 @@ export class KubeClient {
           if (res.statusCode !== 200) {
             const chunks: Buffer[] = [];
             res.on("data", (c: Buffer) => chunks.push(c));
-            res.on("end", () => finish(new ApiError(res.statusCode ?? 0, "WatchFailed", Buffer.concat(chunks).toString("utf8"))));
+            res.on("end", () =>
+              finish(
+                new ApiError(
+                  res.statusCode ?? 0,
+                  "WatchFailed",
+                  Buffer.concat(chunks).toString("utf8"),
+                ),
+              ),
+            );
             return;
           }
           let buffer = "";

@@ -3,7 +3,7 @@
 // within renewDeadline steps down; on shutdown the lease is released (holder
 // cleared) so a standby takes over at once instead of waiting for expiry.
 import type { Logger } from "pino";
-import { ApiError, type KubeClient, isNotFound } from "./kube-client.ts";
+import { ApiError, isNotFound, type KubeClient } from "./kube-client.ts";
 
 export interface LeaderElectionOptions {
   namespace: string;
@@ -51,10 +51,7 @@ export class LeaderElector {
   private readonly client: KubeClient;
   private readonly options: LeaderElectionOptions;
 
-  constructor(
-    client: KubeClient,
-    options: LeaderElectionOptions,
-  ) {
+  constructor(client: KubeClient, options: LeaderElectionOptions) {
     this.client = client;
     this.options = options;
     this.leaseDurationMs = options.leaseDurationMs ?? 15_000;
@@ -82,7 +79,10 @@ export class LeaderElector {
         this.lastRenew = Date.now();
         if (!this.leading) {
           this.leading = true;
-          this.options.log.info({ lease: this.options.name, identity: this.options.identity }, "became leader");
+          this.options.log.info(
+            { lease: this.options.name, identity: this.options.identity },
+            "became leader",
+          );
           this.options.onLeaderChange?.(true);
           this.options.onStartedLeading();
         }
@@ -91,7 +91,8 @@ export class LeaderElector {
       }
     } catch (error) {
       this.options.log.warn({ err: String(error) }, "lease update failed");
-      if (this.leading && Date.now() - this.lastRenew > this.renewDeadlineMs) this.stepDown("could not renew within renewDeadline");
+      if (this.leading && Date.now() - this.lastRenew > this.renewDeadlineMs)
+        this.stepDown("could not renew within renewDeadline");
     }
     if (!this.stopped) this.timer = setTimeout(() => void this.tick(), this.retryPeriodMs);
   }
@@ -111,18 +112,21 @@ export class LeaderElector {
       lease = await this.client.get<Lease>(this.path);
     } catch (error) {
       if (!isNotFound(error)) throw error;
-      await this.client.create(`/apis/coordination.k8s.io/v1/namespaces/${this.options.namespace}/leases`, {
-        apiVersion: "coordination.k8s.io/v1",
-        kind: "Lease",
-        metadata: { name: this.options.name, namespace: this.options.namespace },
-        spec: {
-          holderIdentity: this.options.identity,
-          leaseDurationSeconds: durationSeconds,
-          acquireTime: microTime(now),
-          renewTime: microTime(now),
-          leaseTransitions: 0,
+      await this.client.create(
+        `/apis/coordination.k8s.io/v1/namespaces/${this.options.namespace}/leases`,
+        {
+          apiVersion: "coordination.k8s.io/v1",
+          kind: "Lease",
+          metadata: { name: this.options.name, namespace: this.options.namespace },
+          spec: {
+            holderIdentity: this.options.identity,
+            leaseDurationSeconds: durationSeconds,
+            acquireTime: microTime(now),
+            renewTime: microTime(now),
+            leaseTransitions: 0,
+          },
         },
-      });
+      );
       return true;
     }
     const record = JSON.stringify(lease.spec);
@@ -142,7 +146,8 @@ export class LeaderElector {
         leaseDurationSeconds: durationSeconds,
         acquireTime: changingHands ? microTime(now) : lease.spec.acquireTime,
         renewTime: microTime(now),
-        leaseTransitions: (lease.spec.leaseTransitions ?? 0) + (changingHands && holder !== "" ? 1 : 0),
+        leaseTransitions:
+          (lease.spec.leaseTransitions ?? 0) + (changingHands && holder !== "" ? 1 : 0),
       },
     };
     try {
@@ -168,7 +173,12 @@ export class LeaderElector {
       if (lease.spec.holderIdentity !== this.options.identity) return;
       await this.client.update(this.path, {
         ...lease,
-        spec: { ...lease.spec, holderIdentity: "", leaseDurationSeconds: 1, renewTime: microTime() },
+        spec: {
+          ...lease.spec,
+          holderIdentity: "",
+          leaseDurationSeconds: 1,
+          renewTime: microTime(),
+        },
       });
       this.options.log.info({ lease: this.options.name }, "released leadership");
     } catch (error) {

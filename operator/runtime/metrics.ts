@@ -52,9 +52,24 @@ export class OperatorMetrics {
     registers: [this.registry],
   });
   readonly queue: QueueMetrics = {
-    depth: new Gauge({ name: "workqueue_depth", help: "Current depth of workqueue", labelNames: ["name"] as const, registers: [this.registry] }),
-    adds: new Counter({ name: "workqueue_adds_total", help: "Total number of adds handled by workqueue", labelNames: ["name"] as const, registers: [this.registry] }),
-    retries: new Counter({ name: "workqueue_retries_total", help: "Total number of retries handled by workqueue", labelNames: ["name"] as const, registers: [this.registry] }),
+    depth: new Gauge({
+      name: "workqueue_depth",
+      help: "Current depth of workqueue",
+      labelNames: ["name"] as const,
+      registers: [this.registry],
+    }),
+    adds: new Counter({
+      name: "workqueue_adds_total",
+      help: "Total number of adds handled by workqueue",
+      labelNames: ["name"] as const,
+      registers: [this.registry],
+    }),
+    retries: new Counter({
+      name: "workqueue_retries_total",
+      help: "Total number of retries handled by workqueue",
+      labelNames: ["name"] as const,
+      registers: [this.registry],
+    }),
     queueDuration: new Histogram({
       name: "workqueue_queue_duration_seconds",
       help: "How long in seconds an item stays in workqueue before being requested",
@@ -76,7 +91,10 @@ export class OperatorMetrics {
   }
 
   /** Gauges read from live objects at scrape time. */
-  watchQueue(queueName: string, queue: { longestRunningSeconds(): number; unfinishedWorkSeconds(): number }): void {
+  watchQueue(
+    queueName: string,
+    queue: { longestRunningSeconds(): number; unfinishedWorkSeconds(): number },
+  ): void {
     new Gauge({
       name: "workqueue_longest_running_processor_seconds",
       help: "How many seconds has the longest running processor for workqueue been running.",

@@ -12,7 +12,12 @@ export interface RateLimiterOptions {
   burst: number;
 }
 
-const DEFAULT_LIMITS: RateLimiterOptions = { baseDelayMs: 5, maxDelayMs: 1000_000, qps: 10, burst: 100 };
+const DEFAULT_LIMITS: RateLimiterOptions = {
+  baseDelayMs: 5,
+  maxDelayMs: 1000_000,
+  qps: 10,
+  burst: 100,
+};
 
 export class WorkQueue {
   private readonly queue: string[] = [];
@@ -31,11 +36,7 @@ export class WorkQueue {
   private readonly metrics: QueueMetrics;
   private readonly limits: RateLimiterOptions;
 
-  constructor(
-    name: string,
-    metrics: QueueMetrics,
-    limits: RateLimiterOptions = DEFAULT_LIMITS,
-  ) {
+  constructor(name: string, metrics: QueueMetrics, limits: RateLimiterOptions = DEFAULT_LIMITS) {
     this.name = name;
     this.metrics = metrics;
     this.limits = limits;
@@ -58,7 +59,10 @@ export class WorkQueue {
   /** Adds the key after a delay; an earlier pending delay for the key wins. */
   addAfter(key: string, delayMs: number): void {
     if (this.shuttingDown) return;
-    if (delayMs <= 0) return this.add(key);
+    if (delayMs <= 0) {
+      this.add(key);
+      return;
+    }
     const at = Date.now() + delayMs;
     const existing = this.delayed.get(key);
     if (existing && existing.at <= at) return;
@@ -98,7 +102,8 @@ export class WorkQueue {
   done(key: string): void {
     const started = this.processing.get(key);
     this.processing.delete(key);
-    if (started !== undefined) this.metrics?.workDuration.observe({ name: this.name }, (Date.now() - started) / 1000);
+    if (started !== undefined)
+      this.metrics?.workDuration.observe({ name: this.name }, (Date.now() - started) / 1000);
     if (this.dirty.has(key)) this.push(key);
     this.updateDepth();
   }
@@ -149,14 +154,18 @@ export class WorkQueue {
     this.processing.set(key, Date.now());
     const added = this.addedAt.get(key);
     this.addedAt.delete(key);
-    if (added !== undefined) this.metrics?.queueDuration.observe({ name: this.name }, (Date.now() - added) / 1000);
+    if (added !== undefined)
+      this.metrics?.queueDuration.observe({ name: this.name }, (Date.now() - added) / 1000);
     this.updateDepth();
     return key;
   }
 
   private bucketDelay(): number {
     const now = Date.now();
-    this.tokens = Math.min(this.limits.burst, this.tokens + ((now - this.lastRefill) / 1000) * this.limits.qps);
+    this.tokens = Math.min(
+      this.limits.burst,
+      this.tokens + ((now - this.lastRefill) / 1000) * this.limits.qps,
+    );
     this.lastRefill = now;
     this.tokens -= 1;
     return this.tokens >= 0 ? 0 : (-this.tokens / this.limits.qps) * 1000;

@@ -10,7 +10,10 @@ rmSync(`${clusterDir}/ready`, { force: true });
 const workDir = `${clusterDir}/state`;
 rmSync(workDir, { recursive: true, force: true });
 
-const controlPlane = new ControlPlane({ workDir, log: (line) => console.log(`[control plane] ${line}`) });
+const controlPlane = new ControlPlane({
+  workDir,
+  log: (line) => console.log(`[control plane] ${line}`),
+});
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
@@ -28,6 +31,8 @@ writeFileSync(`${clusterDir}/pid`, `${process.pid}\n`);
 await controlPlane.start();
 copyFileSync(controlPlane.kubeconfigPath, `${clusterDir}/kubeconfig`);
 writeFileSync(`${clusterDir}/ready`, `${controlPlane.apiServerUrl}\n`);
-console.log(`[control plane] ready at ${controlPlane.apiServerUrl}; KUBECONFIG=${clusterDir}/kubeconfig`);
+console.log(
+  `[control plane] ready at ${controlPlane.apiServerUrl}; KUBECONFIG=${clusterDir}/kubeconfig`,
+);
 // Stay alive: the children die with this process.
 setInterval(() => {}, 1 << 30);

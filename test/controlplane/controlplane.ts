@@ -24,7 +24,10 @@ export interface ControlPlaneOptions {
 /** Builds (once per machine) the binaries and returns the folder holding them. */
 export function ensureBinaries(log: (line: string) => void = () => {}): string {
   const script = join(here, "build-binaries.sh");
-  const output = execFileSync("bash", [script], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+  const output = execFileSync("bash", [script], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   const lines = output.trim().split("\n");
   const binDir = lines[lines.length - 1];
   if (!binDir) throw new Error("build-binaries.sh printed no binary folder");
@@ -67,7 +70,8 @@ export class ControlPlane {
     const pki = createPki(this.workDir);
     this.pki = pki;
     const [etcdClient, etcdPeer, apiserver, kcm, scheduler, kwok] = await freePorts(6);
-    if (!kwok || !etcdClient || !etcdPeer || !apiserver || !kcm || !scheduler) throw new Error("no free ports");
+    if (!kwok || !etcdClient || !etcdPeer || !apiserver || !kcm || !scheduler)
+      throw new Error("no free ports");
     this.ports = { etcdClient, etcdPeer, apiserver, kcm, scheduler, kwok };
     this.apiServerUrl = `https://127.0.0.1:${apiserver}`;
     this.writeKubeconfig();
@@ -75,37 +79,47 @@ export class ControlPlane {
     mkdirSync(logs, { recursive: true });
 
     try {
-      this.spawn("etcd", join(bin, "etcd"), [
-        `--data-dir=${join(this.workDir, "etcd")}`,
-        `--listen-client-urls=http://127.0.0.1:${etcdClient}`,
-        `--advertise-client-urls=http://127.0.0.1:${etcdClient}`,
-        `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
-        `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
-        `--initial-cluster=default=http://127.0.0.1:${etcdPeer}`,
-        "--unsafe-no-fsync",
-        "--quota-backend-bytes=8589934592",
-        "--log-level=warn",
-      ], logs);
+      this.spawn(
+        "etcd",
+        join(bin, "etcd"),
+        [
+          `--data-dir=${join(this.workDir, "etcd")}`,
+          `--listen-client-urls=http://127.0.0.1:${etcdClient}`,
+          `--advertise-client-urls=http://127.0.0.1:${etcdClient}`,
+          `--listen-peer-urls=http://127.0.0.1:${etcdPeer}`,
+          `--initial-advertise-peer-urls=http://127.0.0.1:${etcdPeer}`,
+          `--initial-cluster=default=http://127.0.0.1:${etcdPeer}`,
+          "--unsafe-no-fsync",
+          "--quota-backend-bytes=8589934592",
+          "--log-level=warn",
+        ],
+        logs,
+      );
       await this.waitFor("etcd", () => httpOk(`http://127.0.0.1:${etcdClient}/health`));
 
-      this.spawn("kube-apiserver", join(bin, "kube-apiserver"), [
-        `--etcd-servers=http://127.0.0.1:${etcdClient}`,
-        "--bind-address=127.0.0.1",
-        "--advertise-address=127.0.0.1",
-        `--secure-port=${apiserver}`,
-        `--cert-dir=${join(this.workDir, "apiserver-certs")}`,
-        `--tls-cert-file=${pki.servingCert}`,
-        `--tls-private-key-file=${pki.servingKey}`,
-        `--client-ca-file=${pki.caCert}`,
-        `--service-account-key-file=${pki.serviceAccountPub}`,
-        `--service-account-signing-key-file=${pki.serviceAccountKey}`,
-        "--service-account-issuer=https://kubernetes.default.svc",
-        "--service-cluster-ip-range=10.0.0.0/24",
-        "--authorization-mode=RBAC",
-        "--allow-privileged=true",
-        "--enable-priority-and-fairness=false",
-        "--v=1",
-      ], logs);
+      this.spawn(
+        "kube-apiserver",
+        join(bin, "kube-apiserver"),
+        [
+          `--etcd-servers=http://127.0.0.1:${etcdClient}`,
+          "--bind-address=127.0.0.1",
+          "--advertise-address=127.0.0.1",
+          `--secure-port=${apiserver}`,
+          `--cert-dir=${join(this.workDir, "apiserver-certs")}`,
+          `--tls-cert-file=${pki.servingCert}`,
+          `--tls-private-key-file=${pki.servingKey}`,
+          `--client-ca-file=${pki.caCert}`,
+          `--service-account-key-file=${pki.serviceAccountPub}`,
+          `--service-account-signing-key-file=${pki.serviceAccountKey}`,
+          "--service-account-issuer=https://kubernetes.default.svc",
+          "--service-cluster-ip-range=10.0.0.0/24",
+          "--authorization-mode=RBAC",
+          "--allow-privileged=true",
+          "--enable-priority-and-fairness=false",
+          "--v=1",
+        ],
+        logs,
+      );
       await this.waitFor("kube-apiserver", () => this.apiOk("/readyz"));
 
       const common = [
@@ -115,42 +129,59 @@ export class ControlPlane {
         "--bind-address=127.0.0.1",
         "--leader-elect=false",
       ];
-      this.spawn("kube-controller-manager", join(bin, "kube-controller-manager"), [
-        ...common,
-        `--secure-port=${kcm}`,
-        `--cert-dir=${join(this.workDir, "kcm-certs")}`,
-        `--service-account-private-key-file=${pki.serviceAccountKey}`,
-        `--root-ca-file=${pki.caCert}`,
-        `--cluster-signing-cert-file=${pki.caCert}`,
-        `--cluster-signing-key-file=${pki.caKey}`,
-        "--controllers=*",
-        "--concurrent-job-syncs=10",
-        "--concurrent-cron-job-syncs=10",
-        "--concurrent-gc-syncs=10",
-        "--kube-api-qps=200",
-        "--kube-api-burst=400",
-        "--v=1",
-      ], logs);
-      await this.waitFor("kube-controller-manager", () => httpOk(`https://127.0.0.1:${kcm}/healthz`));
+      this.spawn(
+        "kube-controller-manager",
+        join(bin, "kube-controller-manager"),
+        [
+          ...common,
+          `--secure-port=${kcm}`,
+          `--cert-dir=${join(this.workDir, "kcm-certs")}`,
+          `--service-account-private-key-file=${pki.serviceAccountKey}`,
+          `--root-ca-file=${pki.caCert}`,
+          `--cluster-signing-cert-file=${pki.caCert}`,
+          `--cluster-signing-key-file=${pki.caKey}`,
+          "--controllers=*",
+          "--concurrent-job-syncs=10",
+          "--concurrent-cron-job-syncs=10",
+          "--concurrent-gc-syncs=10",
+          "--kube-api-qps=200",
+          "--kube-api-burst=400",
+          "--v=1",
+        ],
+        logs,
+      );
+      await this.waitFor("kube-controller-manager", () =>
+        httpOk(`https://127.0.0.1:${kcm}/healthz`),
+      );
 
-      this.spawn("kube-scheduler", join(bin, "kube-scheduler"), [
-        ...common,
-        `--secure-port=${scheduler}`,
-        `--cert-dir=${join(this.workDir, "scheduler-certs")}`,
-        "--kube-api-qps=200",
-        "--kube-api-burst=400",
-        "--v=1",
-      ], logs);
+      this.spawn(
+        "kube-scheduler",
+        join(bin, "kube-scheduler"),
+        [
+          ...common,
+          `--secure-port=${scheduler}`,
+          `--cert-dir=${join(this.workDir, "scheduler-certs")}`,
+          "--kube-api-qps=200",
+          "--kube-api-burst=400",
+          "--v=1",
+        ],
+        logs,
+      );
       await this.waitFor("kube-scheduler", () => httpOk(`https://127.0.0.1:${scheduler}/healthz`));
 
-      this.spawn("kwok", join(bin, "kwok"), [
-        `--kubeconfig=${this.kubeconfigPath}`,
-        `--config=${join(here, "kwok-stages.yaml")}`,
-        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-        `--server-address=127.0.0.1:${kwok}`,
-        "--cidr=10.244.0.0/16",
-        "--node-ip=127.0.0.1",
-      ], logs);
+      this.spawn(
+        "kwok",
+        join(bin, "kwok"),
+        [
+          `--kubeconfig=${this.kubeconfigPath}`,
+          `--config=${join(here, "kwok-stages.yaml")}`,
+          "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+          `--server-address=127.0.0.1:${kwok}`,
+          "--cidr=10.244.0.0/16",
+          "--node-ip=127.0.0.1",
+        ],
+        logs,
+      );
       for (const node of this.nodes) this.kubectl(["apply", "-f", "-"], nodeManifest(node));
       await this.waitFor("fake nodes", async () => this.nodesReady());
       await this.waitFor("default service account", async () => {
@@ -189,12 +220,20 @@ export class ControlPlane {
     this.processes.push(startProcess(name, command, args, join(logs, `${name}.log`)));
   }
 
-  private async waitFor(what: string, ready: () => Promise<boolean>, timeoutMs = 120_000): Promise<void> {
+  private async waitFor(
+    what: string,
+    ready: () => Promise<boolean>,
+    timeoutMs = 120_000,
+  ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      const dead = this.processes.find((p) => p.child.exitCode !== null || p.child.signalCode !== null);
+      const dead = this.processes.find(
+        (p) => p.child.exitCode !== null || p.child.signalCode !== null,
+      );
       if (dead) {
-        throw new Error(`${dead.name} exited (code ${dead.child.exitCode}) while waiting for ${what}; see ${dead.logFile}`);
+        throw new Error(
+          `${dead.name} exited (code ${dead.child.exitCode}) while waiting for ${what}; see ${dead.logFile}`,
+        );
       }
       if (await ready().catch(() => false)) {
         this.log(`${what} ready`);
@@ -202,7 +241,9 @@ export class ControlPlane {
       }
       await sleep(200);
     }
-    throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; logs in ${join(this.workDir, "logs")}`);
+    throw new Error(
+      `timed out after ${timeoutMs} ms waiting for ${what}; logs in ${join(this.workDir, "logs")}`,
+    );
   }
 
   private apiOk(path: string): Promise<boolean> {
@@ -213,10 +254,17 @@ export class ControlPlane {
 
   private nodesReady(): boolean {
     const out = this.kubectl([
-      "get", "nodes", "-o",
-      "jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type==\"Ready\")].status}{\"\\n\"}{end}",
+      "get",
+      "nodes",
+      "-o",
+      'jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}',
     ]);
-    const ready = new Set(out.split("\n").filter((l) => l.endsWith("=True")).map((l) => l.split("=")[0]));
+    const ready = new Set(
+      out
+        .split("\n")
+        .filter((l) => l.endsWith("=True"))
+        .map((l) => l.split("=")[0]),
+    );
     return this.nodes.every((n) => ready.has(n));
   }
 
@@ -261,7 +309,12 @@ function nodeManifest(name: string): string {
     metadata: {
       name,
       annotations: { "kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0" },
-      labels: { "kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", type: "kwok" },
+      labels: {
+        "kubernetes.io/hostname": name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": "amd64",
+        type: "kwok",
+      },
     },
     spec: {},
   });
@@ -270,11 +323,18 @@ function nodeManifest(name: string): string {
 /** True when a GET on the URL answers 200; with a PKI, authenticates as admin. */
 function httpOk(url: string, pki?: ControlPlanePki): Promise<boolean> {
   if (url.startsWith("http:")) {
-    return fetch(url).then((r) => r.ok, () => false);
+    return fetch(url).then(
+      (r) => r.ok,
+      () => false,
+    );
   }
   return new Promise((resolve) => {
     const options = pki
-      ? { ca: readFileSync(pki.caCert), cert: readFileSync(pki.adminCert), key: readFileSync(pki.adminKey) }
+      ? {
+          ca: readFileSync(pki.caCert),
+          cert: readFileSync(pki.adminCert),
+          key: readFileSync(pki.adminKey),
+        }
       : { rejectUnauthorized: false };
     const req = request(url, { ...options, timeout: 2000 }, (res) => {
       res.resume();

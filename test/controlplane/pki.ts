@@ -27,29 +27,68 @@ function signedCert(dir: string, name: string, subject: string, extensions: stri
   openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key]);
   openssl(["req", "-new", "-key", key, "-subj", subject, "-out", csr]);
   openssl([
-    "x509", "-req", "-in", csr, "-CA", join(dir, "ca.crt"), "-CAkey", join(dir, "ca.key"),
-    "-CAcreateserial", "-days", "30", "-extfile", ext, "-extensions", "v3", "-out", join(dir, `${name}.crt`),
+    "x509",
+    "-req",
+    "-in",
+    csr,
+    "-CA",
+    join(dir, "ca.crt"),
+    "-CAkey",
+    join(dir, "ca.key"),
+    "-CAcreateserial",
+    "-days",
+    "30",
+    "-extfile",
+    ext,
+    "-extensions",
+    "v3",
+    "-out",
+    join(dir, `${name}.crt`),
   ]);
 }
 
 export function createPki(dir: string): ControlPlanePki {
   openssl(["ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", join(dir, "ca.key")]);
   openssl([
-    "req", "-x509", "-new", "-key", join(dir, "ca.key"), "-subj", "/CN=nightshift-test-ca",
-    "-days", "30", "-addext", "basicConstraints=critical,CA:TRUE",
-    "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature", "-out", join(dir, "ca.crt"),
+    "req",
+    "-x509",
+    "-new",
+    "-key",
+    join(dir, "ca.key"),
+    "-subj",
+    "/CN=nightshift-test-ca",
+    "-days",
+    "30",
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+    "-out",
+    join(dir, "ca.crt"),
   ]);
   signedCert(
-    dir, "serving", "/CN=kube-apiserver",
+    dir,
+    "serving",
+    "/CN=kube-apiserver",
     "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n" +
       "extendedKeyUsage=serverAuth\n" +
       "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc",
   );
   signedCert(
-    dir, "admin", "/O=system:masters/CN=nightshift-admin",
+    dir,
+    "admin",
+    "/O=system:masters/CN=nightshift-admin",
     "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth",
   );
-  openssl(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", join(dir, "sa.key")]);
+  openssl([
+    "genpkey",
+    "-algorithm",
+    "RSA",
+    "-pkeyopt",
+    "rsa_keygen_bits:2048",
+    "-out",
+    join(dir, "sa.key"),
+  ]);
   openssl(["pkey", "-in", join(dir, "sa.key"), "-pubout", "-out", join(dir, "sa.pub")]);
   return {
     caCert: join(dir, "ca.crt"),

@@ -12,7 +12,12 @@ export interface ManagedProcess {
   exited: Promise<number | null>;
 }
 
-export function startProcess(name: string, command: string, args: string[], logFile: string): ManagedProcess {
+export function startProcess(
+  name: string,
+  command: string,
+  args: string[],
+  logFile: string,
+): ManagedProcess {
   const log = openSync(logFile, "a");
   const child = spawn("setpriv", ["--pdeathsig", "KILL", "--", command, ...args], {
     stdio: ["ignore", log, log],

@@ -13,11 +13,15 @@ export function kubeConfig(): KubeConfig {
 }
 
 export function kubectl(args: string[], input?: string): string {
-  return execFileSync(join(inject("binDir"), "kubectl"), [`--kubeconfig=${inject("kubeconfigPath")}`, ...args], {
-    encoding: "utf8",
-    input,
-    stdio: ["pipe", "pipe", "pipe"],
-  });
+  return execFileSync(
+    join(inject("binDir"), "kubectl"),
+    [`--kubeconfig=${inject("kubeconfigPath")}`, ...args],
+    {
+      encoding: "utf8",
+      input,
+      stdio: ["pipe", "pipe", "pipe"],
+    },
+  );
 }
 
 /** kubectl that returns its failure output instead of throwing. */
@@ -32,7 +36,9 @@ export function kubectlResult(args: string[], input?: string): { ok: boolean; ou
 
 export async function createNamespace(prefix: string): Promise<string> {
   const name = `${prefix}-${randomBytes(3).toString("hex")}`;
-  await kubeConfig().makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name } } });
+  await kubeConfig()
+    .makeApiClient(CoreV1Api)
+    .createNamespace({ body: { metadata: { name } } });
   return name;
 }
 
@@ -56,5 +62,7 @@ export async function eventually<T>(
     }
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`);
+  throw new Error(
+    `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`,
+  );
 }

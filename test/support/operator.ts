@@ -47,7 +47,8 @@ export class OperatorProcess {
       "--log-level=debug",
     ];
     if (options.leaderElectionId) args.push(`--leader-election-id=${options.leaderElectionId}`);
-    if (options.leaderElectionNamespace) args.push(`--leader-election-namespace=${options.leaderElectionNamespace}`);
+    if (options.leaderElectionNamespace)
+      args.push(`--leader-election-namespace=${options.leaderElectionNamespace}`);
     if (options.identity) args.push(`--identity=${options.identity}`);
     if (options.priorityClasses) args.push(`--priority-classes=${options.priorityClasses}`);
     // setpriv: the operator dies with the test worker, whatever happens to it.
@@ -56,10 +57,13 @@ export class OperatorProcess {
       stdio: ["ignore", "pipe", "pipe"],
     });
     const operator = new OperatorProcess(child, port ?? 0);
-    await eventually(async () => ((await operator.http("/readyz")).status === 200 ? true : undefined), {
-      what: `operator readiness\n${operator.output.slice(-2000)}`,
-      timeoutMs: 30_000,
-    });
+    await eventually(
+      async () => ((await operator.http("/readyz")).status === 200 ? true : undefined),
+      {
+        what: `operator readiness\n${operator.output.slice(-2000)}`,
+        timeoutMs: 30_000,
+      },
+    );
     return operator;
   }
 
@@ -88,7 +92,8 @@ export class OperatorProcess {
   /** Write requests (create, update, apply, patch, delete) made by the operator so far, leases excluded. */
   async writes(): Promise<number> {
     let total = 0;
-    for (const verb of ["create", "update", "apply", "patch", "delete"]) total += await this.metric("nightshift_apiserver_requests", { verb });
+    for (const verb of ["create", "update", "apply", "patch", "delete"])
+      total += await this.metric("nightshift_apiserver_requests", { verb });
     return total;
   }
 
@@ -98,7 +103,9 @@ export class OperatorProcess {
 
   async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> {
     if (this.exited) return this.child.exitCode;
-    const done = new Promise<number | null>((resolve) => this.child.once("exit", (code) => resolve(code)));
+    const done = new Promise<number | null>((resolve) =>
+      this.child.once("exit", (code) => resolve(code)),
+    );
     this.child.kill(signal);
     return done;
   }
