@@ -395,13 +395,18 @@ export const backgroundTaskStatus = z.object({
       openedAt: time.optional().describe("When the circuit last opened."),
       cooldownSeconds: z.int().optional().describe("Current cooldown."),
       trialJobName: z.string().optional().describe("Job of the half-open trial run."),
+      lastResetValue: z
+        .string()
+        .optional()
+        .describe("Last nightshift.dev/reset-circuit annotation value acted on."),
     })
     .optional()
     .describe("Circuit breaker state."),
   retry: z
     .object({
-      attempt: z.int().describe("Delayed retry runs started since the last scheduled failure."),
+      attempt: z.int().describe("Delayed retry runs started since the last failed scheduled run."),
       nextRetryTime: time.optional().describe("When the next delayed retry run starts."),
+      jobName: z.string().optional().describe("Job of the delayed retry run in progress."),
     })
     .optional()
     .describe("Delayed retry state."),

@@ -5,7 +5,11 @@ import type { Server } from "node:http";
 import type { Logger } from "pino";
 import { API_VERSION, PLURAL } from "../crds/backgroundtask.ts";
 import { MANAGED_SELECTOR, ownerTaskKey } from "./backgroundtask/labels.ts";
-import { BackgroundTaskReconciler } from "./backgroundtask/reconciler.ts";
+import {
+  BackgroundTaskReconciler,
+  JOBS_BY_TASK,
+  PODS_BY_JOB,
+} from "./backgroundtask/reconciler.ts";
 import type { OperatorConfig } from "./config.ts";
 import { Controller } from "./runtime/controller.ts";
 import { EventRecorder } from "./runtime/events.ts";
@@ -21,15 +25,31 @@ function collectionPath(prefix: string, resource: string, namespace?: string): s
   return namespace ? `${prefix}/namespaces/${namespace}/${resource}` : `${prefix}/${resource}`;
 }
 
-/** Jobs are cached without their pod template: the controller only reads metadata and status. */
+/** Jobs are cached without their spec: the controller reads only metadata and status. */
 function slimJob(job: KubeObject): KubeObject {
-  const spec = job.spec as Record<string, unknown> | undefined;
-  if (spec) {
-    delete spec.template;
-    delete spec.selector;
-    delete spec.podFailurePolicy;
-  }
-  return job;
+  return { metadata: job.metadata, status: job.status };
+}
+
+/** Pods are cached as just what run accounting reads: the runner container's termination. */
+function slimPod(pod: KubeObject): KubeObject {
+  const status = pod.status as
+    | {
+        phase?: string;
+        containerStatuses?: Array<{ name: string; state?: { terminated?: unknown } }>;
+      }
+    | undefined;
+  const { name, namespace, uid, resourceVersion, labels, annotations, creationTimestamp } =
+    pod.metadata;
+  return {
+    metadata: { name, namespace, uid, resourceVersion, labels, annotations, creationTimestamp },
+    status: {
+      phase: status?.phase,
+      containerStatuses: status?.containerStatuses?.map((c) => ({
+        name: c.name,
+        state: c.state?.terminated ? { terminated: c.state.terminated } : {},
+      })),
+    },
+  };
 }
 
 export class Manager {
@@ -37,6 +57,7 @@ export class Manager {
   readonly tasks: Informer<KubeObject>[] = [];
   readonly cronJobs: Informer<KubeObject>[] = [];
   readonly jobs: Informer<KubeObject>[] = [];
+  readonly pods: Informer<KubeObject>[] = [];
   readonly secrets: Informer<KubeObject>[] = [];
   readonly configMaps: Informer<KubeObject>[] = [];
   readonly controller: Controller;
@@ -81,6 +102,15 @@ export class Manager {
           log: informerLog,
         }),
       );
+      this.pods.push(
+        new Informer(client, {
+          name: `pods/${where}`,
+          path: collectionPath("/api/v1", "pods", ns),
+          labelSelector: MANAGED_SELECTOR,
+          transform: slimPod,
+          log: informerLog,
+        }),
+      );
       this.secrets.push(
         new Informer(client, {
           name: `secrets/${where}`,
@@ -98,6 +128,16 @@ export class Manager {
         }),
       );
     }
+    for (const informer of this.jobs)
+      informer.addIndex(JOBS_BY_TASK, (job) => [ownerTaskKey(job) ?? ""].filter(Boolean));
+    for (const informer of this.pods) {
+      informer.addIndex(PODS_BY_JOB, (pod) => {
+        const job =
+          pod.metadata.labels?.["batch.kubernetes.io/job-name"] ??
+          pod.metadata.labels?.["job-name"];
+        return job ? [`${pod.metadata.namespace}/${job}`] : [];
+      });
+    }
     const events = new EventRecorder(
       client,
       "nightshift.dev/operator",
@@ -108,6 +148,8 @@ export class Manager {
       client,
       tasks: this.union(this.tasks),
       cronJobs: this.union(this.cronJobs),
+      jobs: this.union(this.jobs),
+      pods: this.union(this.pods),
       references: {
         exists: (kind, namespace, name) =>
           (kind === "Secret" ? this.secrets : this.configMaps).some(
@@ -190,7 +232,14 @@ export class Manager {
   }
 
   private get allInformers(): Informer<KubeObject>[] {
-    return [...this.secrets, ...this.configMaps, ...this.cronJobs, ...this.jobs, ...this.tasks];
+    return [
+      ...this.secrets,
+      ...this.configMaps,
+      ...this.pods,
+      ...this.cronJobs,
+      ...this.jobs,
+      ...this.tasks,
+    ];
   }
 
   async start(): Promise<void> {

@@ -1,59 +1,9 @@
 // The operator core end to end: a real operator process against the real
 // control plane, observed through kubectl and the API like a user would.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createNamespace, eventually, kubectl, kubectlResult } from "./support/cluster.ts";
 import { OperatorProcess } from "./support/operator.ts";
-
-interface Obj {
-  metadata: Record<string, any>;
-  spec: Record<string, any>;
-  status?: Record<string, any>;
-}
-
-function getJson(args: string[]): Obj | undefined {
-  const r = kubectlResult(["get", ...args, "-o", "json"]);
-  return r.ok ? (JSON.parse(r.output) as Obj) : undefined;
-}
-
-function apply(manifest: object): void {
-  kubectl(["apply", "-f", "-"], JSON.stringify(manifest));
-}
-
-function task(namespace: string, name: string, spec: object) {
-  return {
-    apiVersion: "nightshift.dev/v1alpha1",
-    kind: "BackgroundTask",
-    metadata: { name, namespace },
-    spec,
-  };
-}
-
-function condition(obj: Obj | undefined, type: string) {
-  return (obj?.status?.conditions as Array<Record<string, string>> | undefined)?.find(
-    (c) => c.type === type,
-  );
-}
-
-async function waitForCondition(
-  namespace: string,
-  name: string,
-  type: string,
-  status: string,
-  reason?: string,
-): Promise<Obj> {
-  return eventually(
-    () => {
-      const obj = getJson(["bgt", name, "-n", namespace]);
-      const c = condition(obj, type);
-      return c?.status === status &&
-        (!reason || c.reason === reason) &&
-        obj?.status?.observedGeneration === obj?.metadata.generation
-        ? obj
-        : undefined;
-    },
-    { what: `${name} ${type}=${status}${reason ? ` (${reason})` : ""}` },
-  );
-}
+import { apply, condition, getJson, task, waitForCondition } from "./support/tasks.ts";
 
 describe("BackgroundTask operator", () => {
   let ns: string;
@@ -68,6 +18,10 @@ describe("BackgroundTask operator", () => {
   });
   afterAll(async () => {
     await operator?.stop();
+  });
+  afterEach((context) => {
+    if (context.task.result?.state === "fail")
+      console.log(`operator output:\n${operator.output.slice(-4000)}`);
   });
 
   it("creates the CronJob a task describes, and reports Ready", async () => {
@@ -130,8 +84,9 @@ describe("BackgroundTask operator", () => {
       suspend: false,
       concurrencyPolicy: "Replace",
       startingDeadlineSeconds: 300,
-      successfulJobsHistoryLimit: 5,
-      failedJobsHistoryLimit: 2,
+      // The operator prunes recorded runs itself; the CronJob controller must never prune.
+      successfulJobsHistoryLimit: 1000000,
+      failedJobsHistoryLimit: 1000000,
     });
     const job = cj.spec.jobTemplate;
     expect(job.metadata.labels).toMatchObject({
@@ -460,10 +415,10 @@ describe("BackgroundTask operator", () => {
       ns,
       "--type=merge",
       "-p",
-      JSON.stringify({ spec: { failedRunsHistoryLimit: 4 } }),
+      JSON.stringify({ spec: { startingDeadlineSeconds: 120 } }),
     ]);
     await eventually(() =>
-      getJson(["cronjob", "sessions", "-n", ns])?.spec.failedJobsHistoryLimit === 4
+      getJson(["cronjob", "sessions", "-n", ns])?.spec.startingDeadlineSeconds === 120
         ? true
         : undefined,
     );

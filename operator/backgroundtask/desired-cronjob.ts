@@ -19,6 +19,9 @@ export type CronJobSettings = Pick<
   "runnerImage" | "runnerImagePullPolicy" | "priorityClasses"
 >;
 
+/** History limit set on CronJobs: effectively unlimited, see desiredCronJob. */
+export const CRONJOB_HISTORY_LIMIT = 1_000_000;
+
 /** Exit codes of the runner contract that mean "retrying cannot help": bad usage, bad data, bad config. */
 export const PERMANENT_EXIT_CODES = [64, 65, 78];
 
@@ -146,8 +149,10 @@ export function desiredCronJob(
     ...(spec.startingDeadlineSeconds !== undefined
       ? { startingDeadlineSeconds: spec.startingDeadlineSeconds }
       : {}),
-    successfulJobsHistoryLimit: spec.successfulRunsHistoryLimit,
-    failedJobsHistoryLimit: spec.failedRunsHistoryLimit,
+    // The operator prunes run Jobs itself, after recording them (spec.*RunsHistoryLimit);
+    // the CronJob controller must never delete a run the operator has not counted yet.
+    successfulJobsHistoryLimit: CRONJOB_HISTORY_LIMIT,
+    failedJobsHistoryLimit: CRONJOB_HISTORY_LIMIT,
     jobTemplate: { metadata: { labels: jobLabels, annotations }, spec: jobSpec },
   };
 

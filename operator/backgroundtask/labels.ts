@@ -53,3 +53,14 @@ export function ownerTaskKey(object: ChildObject): string | undefined {
   const name = object.metadata.annotations?.[TASK_NAME_ANNOTATION];
   return name ? `${namespace}/${name}` : undefined;
 }
+
+/** Held on every run Job until its outcome is in the task's status, so no run is lost. */
+export const RUN_FINALIZER = "nightshift.dev/run-accounting";
+/** Set on a run Job (with the finalizer removed, in one patch) once its outcome is recorded. */
+export const RECORDED_ANNOTATION = "nightshift.dev/recorded";
+/** Why a run exists: absent for scheduled runs; "manual", "retry" or "trial" for runs the operator starts. */
+export const RUN_KIND_ANNOTATION = "nightshift.dev/run-kind";
+/** `kubectl annotate bgt x nightshift.dev/run-now=$(date +%s)` starts one run per distinct value. */
+export const RUN_NOW_ANNOTATION = "nightshift.dev/run-now";
+/** `kubectl annotate bgt x nightshift.dev/reset-circuit=$(date +%s)` closes an open circuit at once. */
+export const RESET_CIRCUIT_ANNOTATION = "nightshift.dev/reset-circuit";

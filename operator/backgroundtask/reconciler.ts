@@ -1,26 +1,71 @@
 // The imperative shell of the BackgroundTask controller: read the caches,
-// decide with the pure functions (validate, desiredCronJob, computeStatus),
-// apply the CronJob when it differs, write status only when it changed.
+// decide with the pure functions (validate, runs, circuit, retry,
+// desiredCronJob, computeStatus), then write in an order that never loses or
+// double-counts a run:
+//   1. put the run finalizer on new run Jobs;
+//   2. apply the CronJob and start operator-initiated runs (idempotent names);
+//   3. write status — counters and recorded Job UIDs together, guarded by the
+//      task's resourceVersion;
+//   4. only then mark recorded Jobs and drop their finalizer, prune history,
+//      and send events.
+// A crash between any two steps repeats the later ones harmlessly.
 import type { Logger } from "pino";
-import { API_VERSION, type BackgroundTaskObject, KIND, PLURAL } from "../../crds/backgroundtask.ts";
+import {
+  API_VERSION,
+  type BackgroundTaskObject,
+  type BackgroundTaskSpec,
+  type BackgroundTaskStatus,
+  KIND,
+  PLURAL,
+} from "../../crds/backgroundtask.ts";
 import type { ReconcileResult } from "../runtime/controller.ts";
 import type { EventRecorder } from "../runtime/events.ts";
 import type { Informer } from "../runtime/informer.ts";
 import {
+  ApiError,
   isConflict,
   isNotFound,
   type KubeClient,
   type KubeObject,
 } from "../runtime/kube-client.ts";
+import { type Circuit, circuitAfterRuns, isOpen, trialDueAt } from "./circuit.ts";
 import { type CronJobSettings, cronJobDrift, desiredCronJob } from "./desired-cronjob.ts";
-import { cronJobName, FIELD_MANAGER } from "./labels.ts";
+import {
+  cronJobName,
+  FIELD_MANAGER,
+  RECORDED_ANNOTATION,
+  RESET_CIRCUIT_ANNOTATION,
+  RUN_FINALIZER,
+  RUN_NOW_ANNOTATION,
+} from "./labels.ts";
+import { planRetry } from "./retry.ts";
+import { type CronJobTemplateSource, type RunKind, runJob, runJobName } from "./run-jobs.ts";
+import {
+  awaitingPods,
+  type FinishedRun,
+  finishedRun,
+  hasFinalizer,
+  isRecorded,
+  type RunJob,
+  type RunPod,
+  recordRuns,
+  runKind,
+} from "./runs.ts";
+import { nextScheduleTime } from "./schedule.ts";
 import { computeStatus, type LiveCronJob, statusPatch } from "./status.ts";
 import { type ReferenceLookup, validateTask } from "./validate.ts";
+
+export const JOBS_BY_TASK = "task";
+export const PODS_BY_JOB = "job";
 
 export interface ReconcilerDeps {
   client: KubeClient;
   tasks: Informer<KubeObject>;
   cronJobs: Informer<KubeObject>;
+  /** Run Jobs, indexed by task key (JOBS_BY_TASK). */
+  jobs: Informer<KubeObject>;
+  /** Run pods, indexed by namespace/job name (PODS_BY_JOB). */
+  pods: Informer<KubeObject>;
   references: ReferenceLookup;
   events: EventRecorder;
   settings: CronJobSettings;
@@ -28,9 +73,14 @@ export interface ReconcilerDeps {
   /** Tells the manager which Secrets/ConfigMaps a task depends on, so their changes re-queue it. */
   trackReferences: (taskKey: string, namespace: string, references: string[]) => void;
   now?: () => Date;
+  random?: () => number;
 }
 
 const MAX_REQUEUE_MS = 6 * 3_600_000;
+
+function iso(date: Date): string {
+  return `${date.toISOString().slice(0, 19)}Z`;
+}
 
 export class BackgroundTaskReconciler {
   private readonly deps: ReconcilerDeps;
@@ -42,53 +92,200 @@ export class BackgroundTaskReconciler {
   reconcile = async (key: string): Promise<ReconcileResult | undefined> => {
     const { client, tasks, cronJobs, events, log } = this.deps;
     const cached = tasks.get(key);
-    if (!cached || cached.metadata.deletionTimestamp) return undefined; // the garbage collector removes the CronJob
+    log.debug({ key, resourceVersion: cached?.metadata.resourceVersion, generation: cached?.metadata.generation }, "reconciling");
+    const jobs = this.deps.jobs.byIndex(JOBS_BY_TASK, key) as unknown as RunJob[];
+    if (!cached || cached.metadata.deletionTimestamp) {
+      // The task is gone: its runs can no longer be recorded anywhere, so let them go.
+      await Promise.all(
+        jobs
+          .filter(hasFinalizer)
+          .map((job) =>
+            this.releaseJob(cached?.metadata.namespace ?? key.split("/")[0] ?? "", job, false),
+          ),
+      );
+      return undefined;
+    }
     const task = cached as unknown as BackgroundTaskObject;
     const { namespace, name } = task.metadata;
     const now = this.deps.now?.() ?? new Date();
+    const random = this.deps.random ?? Math.random;
+    const target = { apiVersion: API_VERSION, kind: KIND, metadata: task.metadata };
+    const annotations = task.metadata.annotations ?? {};
 
     const validation = validateTask(task, this.deps.references);
     this.deps.trackReferences(key, namespace, validation.references);
     const previousValid = task.status?.conditions?.find((c) => c.type === "SpecValid");
-    if (!validation.valid) {
-      if (previousValid?.status !== "False" || previousValid.message !== validation.message) {
-        events.warning(this.eventTarget(task), validation.reason, validation.message);
-      }
+    if (
+      !validation.valid &&
+      (previousValid?.status !== "False" || previousValid.message !== validation.message)
+    ) {
+      events.warning(target, validation.reason, validation.message);
+    }
+    const spec: BackgroundTaskSpec | undefined = validation.valid ? validation.spec : undefined;
+
+    // 1. Every run Job carries the finalizer from first sight until it is recorded.
+    for (const job of jobs) {
+      if (!isRecorded(job, task.status) && !hasFinalizer(job) && !job.metadata.deletionTimestamp)
+        await this.addFinalizer(namespace, job);
     }
 
+    // Runs that finished and are not recorded yet; wait briefly for their pods' exit codes.
+    let requeueMs: number | undefined;
+    const finished: FinishedRun[] = [];
+    for (const job of jobs) {
+      if (isRecorded(job, task.status)) continue;
+      const run = finishedRun(job, this.podsOf(namespace, job));
+      if (!run) continue;
+      if (awaitingPods(run, now)) requeueMs = 500;
+      else finished.push(run);
+    }
+    const accounting = recordRuns(task.status ?? {}, finished, jobs);
+    const state: BackgroundTaskStatus = accounting.status;
+    const lastOutcome = accounting.recorded.at(-1)?.outcome;
+    if (lastOutcome === "Succeeded") delete state.retry;
+
+    // Circuit breaker: a user reset wins, then the runs just recorded decide.
+    const circuitBefore = state.circuit;
+    let circuit: Circuit | undefined = state.circuit;
+    const resetValue = annotations[RESET_CIRCUIT_ANNOTATION];
+    let reset = false;
+    if (resetValue && resetValue !== circuit?.lastResetValue) {
+      reset = isOpen(circuit);
+      circuit = { state: "Closed", lastResetValue: resetValue };
+      state.consecutiveFailures = 0;
+    }
+    if (spec)
+      circuit = circuitAfterRuns(spec, circuit, state.consecutiveFailures ?? 0, lastOutcome, now);
+    if (circuit) state.circuit = circuit;
+    else delete state.circuit;
+
+    // 2. The CronJob, suspended while the circuit is open.
     let live = cronJobs.get(`${namespace}/${cronJobName(name)}`) as unknown as
-      | LiveCronJob
+      | (LiveCronJob & CronJobTemplateSource)
       | undefined;
     let upToDate = false;
-    if (validation.valid) {
-      const desired = desiredCronJob(
-        task,
-        validation,
-        this.deps.settings,
-        task.status?.circuit?.state === "Open",
-      );
+    if (validation.valid && spec) {
+      const desired = desiredCronJob(task, validation, this.deps.settings, isOpen(state.circuit));
       const drift = cronJobDrift(desired, live as never);
       upToDate = drift === undefined;
+
       if (!upToDate) {
-        const path = `/apis/batch/v1/namespaces/${namespace}/cronjobs/${desired.metadata.name}`;
-        live = await client.apply<LiveCronJob>(path, desired, FIELD_MANAGER);
+        live = await client.apply(
+          `/apis/batch/v1/namespaces/${namespace}/cronjobs/${desired.metadata.name}`,
+          desired,
+          FIELD_MANAGER,
+        );
         upToDate = true;
         log.info({ key, cronJob: desired.metadata.name, why: drift }, "applied CronJob");
         if (!task.status?.cronJobName)
-          events.normal(
-            this.eventTarget(task),
-            "CronJobCreated",
-            `Created CronJob ${desired.metadata.name}`,
+          events.normal(target, "CronJobCreated", `Created CronJob ${desired.metadata.name}`);
+      }
+    }
+    const activeJobs = jobs.filter((j) => !finishedRun(j, []) && !isRecorded(j, task.status));
+    const started: Array<{ name: string; kind: RunKind }> = [];
+    const startRun = async (kind: RunKind, seed: string): Promise<string | undefined> => {
+      if (!live) return undefined;
+      const jobName = runJobName(live.metadata.name, kind, seed);
+      try {
+        await client.create(
+          `/apis/batch/v1/namespaces/${namespace}/jobs`,
+          runJob(live, jobName, kind),
+        );
+      } catch (error) {
+        if (!(error instanceof ApiError && error.statusCode === 409)) throw error; // 409: started before a crash
+      }
+      state.lastScheduleTime = iso(now);
+      started.push({ name: jobName, kind });
+      return jobName;
+    };
+
+    if (spec && live) {
+      const next =
+        spec.suspend || isOpen(state.circuit)
+          ? undefined
+          : nextScheduleTime(
+              validation.valid ? validation.schedule : "",
+              validation.valid ? validation.timeZone : undefined,
+              now,
+            );
+      // Run now: one run per distinct annotation value; while open, it is the trial.
+      const runNow = annotations[RUN_NOW_ANNOTATION];
+      if (runNow && runNow !== state.lastRunNowValue) {
+        const jobName = await startRun("manual", `${task.metadata.uid}/${runNow}`);
+        state.lastRunNowValue = runNow;
+        if (jobName && state.circuit?.state === "Open")
+          state.circuit = { ...state.circuit, state: "HalfOpen", trialJobName: jobName };
+      }
+      // Half-open: one trial run after the cooldown (never while the user suspends the task).
+      const due = state.circuit ? trialDueAt(state.circuit) : undefined;
+      if (state.circuit && due && !spec.suspend) {
+        if (now >= due) {
+          const jobName = await startRun("trial", `${task.metadata.uid}/${state.circuit.openedAt}`);
+          if (jobName)
+            state.circuit = { ...state.circuit, state: "HalfOpen", trialJobName: jobName };
+        } else {
+          requeueMs = Math.min(
+            requeueMs ?? Number.POSITIVE_INFINITY,
+            due.getTime() - now.getTime() + 100,
           );
+        }
+      }
+      // Delayed retry after a failure recorded now; then start it when due.
+      const lastFailure = accounting.failures.at(-1);
+      if (lastFailure && lastOutcome === "Failed") {
+        const planned = planRetry(
+          spec,
+          runKind(lastFailure.job),
+          state.retry,
+          new Date(lastFailure.finishedAt),
+          next,
+          random,
+        );
+        if (planned) state.retry = planned;
+        else delete state.retry;
+      }
+      const retryAt = state.retry?.nextRetryTime
+        ? Date.parse(state.retry.nextRetryTime)
+        : undefined;
+      if (retryAt !== undefined && !spec.suspend && !isOpen(state.circuit)) {
+        const blocked =
+          spec.concurrencyPolicy !== "Allow" && (activeJobs.length > 0 || started.length > 0);
+        if (now.getTime() >= retryAt && !blocked && state.retry) {
+          const attempt = state.retry.attempt;
+          const jobName = await startRun(
+            "retry",
+            `${task.metadata.uid}/${state.retry.nextRetryTime}/${attempt}`,
+          );
+          state.retry = { attempt: attempt + 1, ...(jobName ? { jobName } : {}) };
+        } else {
+          requeueMs = Math.min(
+            requeueMs ?? Number.POSITIVE_INFINITY,
+            Math.max(500, retryAt - now.getTime()),
+          );
+        }
+      } else if (retryAt !== undefined && isOpen(state.circuit)) {
+        delete state.retry; // the breaker takes over from retries
       }
     }
 
+    // 3. Status: counters and recorded UIDs in one write, guarded by resourceVersion.
+    const activeRuns = [
+      ...activeJobs.map((j) => ({
+        name: j.metadata.name,
+        ...(j.status?.startTime ? { startTime: j.status.startTime } : {}),
+      })),
+      ...started
+        .filter((s) => !activeJobs.some((j) => j.metadata.name === s.name))
+        .map((s) => ({ name: s.name })),
+    ].sort((a, b) => a.name.localeCompare(b.name));
     const status = computeStatus({
       task,
       validation,
       cronJob: live,
       cronJobUpToDate: upToDate,
       now,
+      runState: state,
+      activeRuns,
     });
     const patch = statusPatch(task.status, status);
     if (patch) {
@@ -101,20 +298,152 @@ export class BackgroundTaskReconciler {
           },
         );
       } catch (error) {
-        // Deleted meanwhile: nothing to do. Changed meanwhile: the cache catches up, then we retry.
         if (isNotFound(error)) return undefined;
-        if (isConflict(error)) return { requeueAfterMs: 500 };
+        // Changed meanwhile: nothing recorded this round; retry on the newer task once the cache has it.
+        if (isConflict(error)) return { requeueAfterMs: 200 };
         throw error;
       }
     }
-    if (status.nextScheduleTime) {
-      const dueIn = Date.parse(status.nextScheduleTime) - now.getTime();
-      return { requeueAfterMs: Math.min(MAX_REQUEUE_MS, Math.max(1000, dueIn + 1000)) };
+
+    // 4. Recorded: mark the Jobs, release them, prune history, tell the user.
+    for (const run of accounting.recorded) await this.releaseJob(namespace, run.job, true);
+    for (const run of accounting.failures) {
+      const code = run.exitCode !== undefined ? ` with exit code ${run.exitCode}` : "";
+      events.warning(
+        target,
+        "RunFailed",
+        `Run ${run.job.metadata.name} failed${code}${run.reason ? ` (${run.reason})` : ""}${run.message ? `: ${run.message.slice(0, 200)}` : ""}`,
+        "Run",
+      );
     }
-    return undefined;
+    if (accounting.recovered)
+      events.normal(
+        target,
+        "Recovered",
+        `Run ${accounting.recorded.at(-1)?.job.metadata.name} succeeded after failures`,
+        "Run",
+      );
+    for (const s of started)
+      events.normal(target, "RunStarted", `Started ${s.kind} run ${s.name}`, "Run");
+    const circuitNow = status.circuit;
+    if (
+      isOpen(circuitNow) &&
+      circuitNow?.state === "Open" &&
+      (circuitBefore?.state !== "Open" || circuitBefore.openedAt !== circuitNow.openedAt)
+    ) {
+      events.warning(
+        target,
+        "CircuitOpened",
+        `${status.consecutiveFailures ?? 0} consecutive failed runs: schedule suspended; trial run in ${circuitNow.cooldownSeconds}s`,
+      );
+    }
+    if (isOpen(circuitBefore) && !isOpen(circuitNow)) {
+      events.normal(
+        target,
+        reset ? "CircuitReset" : "CircuitClosed",
+        reset
+          ? "Circuit closed by the reset-circuit annotation"
+          : "Trial run succeeded: schedule resumed",
+      );
+    }
+    if (spec)
+      await this.pruneHistory(
+        namespace,
+        spec,
+        jobs,
+        new Set(accounting.recorded.map((r) => r.job.metadata.uid)),
+      );
+
+    const waits = [requeueMs];
+    if (status.nextScheduleTime)
+      waits.push(Date.parse(status.nextScheduleTime) - now.getTime() + 1000);
+    const wait = Math.min(...waits.filter((w): w is number => w !== undefined));
+    return Number.isFinite(wait)
+      ? { requeueAfterMs: Math.min(MAX_REQUEUE_MS, Math.max(100, wait)) }
+      : undefined;
   };
 
-  private eventTarget(task: BackgroundTaskObject) {
-    return { apiVersion: API_VERSION, kind: KIND, metadata: task.metadata };
+  private podsOf(namespace: string, job: RunJob): RunPod[] {
+    return this.deps.pods.byIndex(
+      PODS_BY_JOB,
+      `${namespace}/${job.metadata.name}`,
+    ) as unknown as RunPod[];
+  }
+
+  private jobPath(namespace: string, name: string): string {
+    return `/apis/batch/v1/namespaces/${namespace}/jobs/${name}`;
+  }
+
+  private async addFinalizer(namespace: string, job: RunJob): Promise<void> {
+    try {
+      await this.deps.client.mergePatch(this.jobPath(namespace, job.metadata.name), {
+        metadata: {
+          uid: job.metadata.uid,
+          resourceVersion: job.metadata.resourceVersion,
+          finalizers: [...(job.metadata.finalizers ?? []), RUN_FINALIZER],
+        },
+      });
+    } catch (error) {
+      // Gone already, or changed under us (the next event retries): either way nothing to hold.
+      if (
+        !isNotFound(error) &&
+        !isConflict(error) &&
+        !(error instanceof ApiError && error.statusCode === 422)
+      )
+        throw error;
+    }
+  }
+
+  /** Drops the finalizer; with `recorded`, also marks the Job so it is never counted again. */
+  private async releaseJob(namespace: string, job: RunJob, recorded: boolean): Promise<void> {
+    const finalizers = (job.metadata.finalizers ?? []).filter((f) => f !== RUN_FINALIZER);
+    if (!recorded && finalizers.length === (job.metadata.finalizers ?? []).length) return;
+    try {
+      await this.deps.client.mergePatch(this.jobPath(namespace, job.metadata.name), {
+        metadata: {
+          uid: job.metadata.uid,
+          resourceVersion: job.metadata.resourceVersion,
+          finalizers: finalizers.length ? finalizers : null,
+          ...(recorded ? { annotations: { [RECORDED_ANNOTATION]: "true" } } : {}),
+        },
+      });
+    } catch (error) {
+      if (!isNotFound(error) && !isConflict(error)) throw error;
+    }
+  }
+
+  /** Keeps the newest recorded runs per outcome up to the task's history limits; deletes the rest. */
+  private async pruneHistory(
+    namespace: string,
+    spec: BackgroundTaskSpec,
+    jobs: RunJob[],
+    justRecorded: Set<string>,
+  ): Promise<void> {
+    const done = jobs
+      .filter(
+        (j) =>
+          !j.metadata.deletionTimestamp &&
+          (j.metadata.annotations?.[RECORDED_ANNOTATION] === "true" ||
+            justRecorded.has(j.metadata.uid)),
+      )
+      .map((j) => finishedRun(j, []))
+      .filter((r): r is FinishedRun => r !== undefined)
+      .sort((a, b) => b.finishedAt.localeCompare(a.finishedAt));
+    const excess = [
+      ...done.filter((r) => r.outcome === "Succeeded").slice(spec.successfulRunsHistoryLimit),
+      ...done.filter((r) => r.outcome === "Failed").slice(spec.failedRunsHistoryLimit),
+    ];
+    for (const run of excess) {
+      try {
+        await this.deps.client.delete(this.jobPath(namespace, run.job.metadata.name), {
+          kind: "DeleteOptions",
+          apiVersion: "v1",
+          propagationPolicy: "Background",
+          preconditions: { uid: run.job.metadata.uid },
+        });
+      } catch (error) {
+        if (!isNotFound(error) && !isConflict(error)) throw error;
+      }
+    }
   }
 }

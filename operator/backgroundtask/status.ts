@@ -19,6 +19,10 @@ export interface LiveCronJob {
 
 export interface StatusInput {
   task: BackgroundTaskObject;
+  /** The status after recording runs and deciding circuit, retry and run-now: counters and run fields come from here. */
+  runState?: BackgroundTaskStatus;
+  /** Run Jobs still running. */
+  activeRuns?: Array<{ name: string; startTime?: string }>;
   validation: Validation;
   cronJob: LiveCronJob | undefined;
   /** Whether the live CronJob carries the desired template. */
@@ -33,6 +37,7 @@ function isoSeconds(date: Date): string {
 export function computeStatus(input: StatusInput): BackgroundTaskStatus {
   const { task, validation, cronJob, now } = input;
   const previous = task.status ?? {};
+  const runState = input.runState ?? previous;
   const nowText = isoSeconds(now);
   const generation = task.metadata.generation;
   const suspended = task.spec.suspend === true;
@@ -104,6 +109,27 @@ export function computeStatus(input: StatusInput): BackgroundTaskStatus {
     };
   }
   wanted.push(ready);
+  const circuit = runState.circuit;
+  if (circuit?.state === "Open" || circuit?.state === "HalfOpen") {
+    wanted.push({
+      type: "CircuitOpen",
+      status: "True",
+      reason: circuit.state === "HalfOpen" ? "TrialRun" : "ConsecutiveFailures",
+      message:
+        circuit.state === "HalfOpen"
+          ? `trial run ${circuit.trialJobName ?? ""} decides whether the schedule resumes`
+          : `${runState.consecutiveFailures ?? 0} consecutive failed runs; schedule suspended, trial run after ${circuit.cooldownSeconds ?? 0}s cooldown`,
+      observedGeneration: generation,
+    });
+  } else if (task.spec.circuitBreaker || circuit) {
+    wanted.push({
+      type: "CircuitOpen",
+      status: "False",
+      reason: "Closed",
+      message: "runs are scheduled normally",
+      observedGeneration: generation,
+    });
+  }
   // kstatus (Flux, Helm 4, Argo CD) reads these abnormal-true conditions; present only while true.
   if (!validation.valid) {
     wanted.push({
@@ -124,7 +150,8 @@ export function computeStatus(input: StatusInput): BackgroundTaskStatus {
   }
   const conditions: Condition[] = wanted.map((c) => setCondition(previous.conditions, c, nowText));
 
-  const status: BackgroundTaskStatus = { ...previous };
+  const status: BackgroundTaskStatus = { ...runState };
+  status.active = input.activeRuns?.length ? input.activeRuns : undefined;
   status.observedGeneration = generation;
   status.conditions = conditions;
   status.task = validation.valid
@@ -135,7 +162,8 @@ export function computeStatus(input: StatusInput): BackgroundTaskStatus {
     status.schedule = cronJob.spec?.schedule;
     status.timeZone = cronJob.spec?.timeZone ?? "UTC";
     const lastSchedule = cronJob.status?.lastScheduleTime;
-    if (lastSchedule) status.lastScheduleTime = lastSchedule;
+    if (lastSchedule && (!status.lastScheduleTime || lastSchedule > status.lastScheduleTime))
+      status.lastScheduleTime = lastSchedule;
     status.nextScheduleTime =
       cronJob.spec?.suspend || !cronJob.spec?.schedule
         ? undefined

@@ -48,6 +48,14 @@ function trim(object: KubeObject): KubeObject {
 export class Informer<T extends KubeObject> {
   private readonly store = new Map<string, T>();
   private readonly handlers: InformerHandlers<T>[] = [];
+  private readonly indexes = new Map<
+    string,
+    {
+      indexOf: (object: T) => string[];
+      index: Map<string, Set<string>>;
+      valuesOf: Map<string, string[]>;
+    }
+  >();
   private resourceVersion = "";
   private abort?: AbortController;
   private idleTimer?: NodeJS.Timeout;
@@ -65,6 +73,58 @@ export class Informer<T extends KubeObject> {
   constructor(client: KubeClient, options: InformerOptions<T>) {
     this.client = client;
     this.options = options;
+  }
+
+  /** Maintains a secondary index: keys of cached objects by the values `indexOf` returns. */
+  addIndex(name: string, indexOf: (object: T) => string[]): void {
+    const index = new Map<string, Set<string>>();
+    this.indexes.set(name, { indexOf, index, valuesOf: new Map() });
+    for (const [key, object] of this.store) this.indexAdd(name, key, object);
+  }
+
+  byIndex(name: string, value: string): T[] {
+    const keys = this.indexes.get(name)?.index.get(value);
+    if (!keys) return [];
+    const out: T[] = [];
+    for (const key of keys) {
+      const object = this.store.get(key);
+      if (object) out.push(object);
+    }
+    return out;
+  }
+
+  private indexAdd(name: string, key: string, object: T): void {
+    const entry = this.indexes.get(name);
+    if (!entry) return;
+    const values = entry.indexOf(object);
+    entry.valuesOf.set(key, values);
+    for (const value of values) {
+      const set = entry.index.get(value) ?? new Set<string>();
+      entry.index.set(value, set);
+      set.add(key);
+    }
+  }
+
+  private indexRemove(key: string): void {
+    for (const entry of this.indexes.values()) {
+      for (const value of entry.valuesOf.get(key) ?? []) {
+        const set = entry.index.get(value);
+        set?.delete(key);
+        if (set?.size === 0) entry.index.delete(value);
+      }
+      entry.valuesOf.delete(key);
+    }
+  }
+
+  private storeSet(key: string, object: T): void {
+    this.indexRemove(key);
+    this.store.set(key, object);
+    for (const name of this.indexes.keys()) this.indexAdd(name, key, object);
+  }
+
+  private storeDelete(key: string): void {
+    this.indexRemove(key);
+    this.store.delete(key);
   }
 
   addHandlers(handlers: InformerHandlers<T>): void {
@@ -144,13 +204,13 @@ export class Informer<T extends KubeObject> {
     // Replace the store, telling handlers what changed while we were not watching.
     for (const [key, old] of this.store) {
       if (!fresh.has(key)) {
-        this.store.delete(key);
+        this.storeDelete(key);
         this.emit("delete", old);
       }
     }
     for (const [key, object] of fresh) {
       const old = this.store.get(key);
-      this.store.set(key, object);
+      this.storeSet(key, object);
       if (!old) this.emit("add", object);
       else if (old.metadata.resourceVersion !== object.metadata.resourceVersion)
         this.emit("update", object, old);
@@ -199,12 +259,12 @@ export class Informer<T extends KubeObject> {
         if (newRv) this.resourceVersion = newRv;
         if (type === "DELETED") {
           const old = this.store.get(key);
-          this.store.delete(key);
+          this.storeDelete(key);
           this.emit("delete", old ?? object);
           return;
         }
         const old = this.store.get(key);
-        this.store.set(key, object);
+        this.storeSet(key, object);
         if (old) this.emit("update", object, old);
         else this.emit("add", object);
       },
