@@ -1,0 +1,102 @@
+// Exactly-once run accounting under fire: runs keep finishing (and being
+// pruned) while the operator is killed with SIGKILL at random moments and
+// restarted. Afterwards every task's counters must equal the ground truth of
+// the runs the test created: nothing lost, nothing counted twice.
+import { afterAll, describe, expect, it } from "vitest";
+import { createNamespace, eventually, kubectl } from "./support/cluster.ts";
+import { OperatorProcess } from "./support/operator.ts";
+import { startScheduledRun } from "./support/runs.ts";
+import { apply, getJson, task, waitForCondition } from "./support/tasks.ts";
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const TASKS = ["alpha", "beta", "gamma"];
+const RUNS = 90;
+
+describe("exactly-once run accounting", () => {
+  let operator: OperatorProcess | undefined;
+  afterAll(async () => {
+    await operator?.stop();
+  });
+
+  it("loses and double-counts no run while the operator is SIGKILLed at random moments", async () => {
+    const ns = await createNamespace("crash");
+    operator = await OperatorProcess.start({ namespaces: [ns] });
+    for (const name of TASKS) {
+      apply(
+        task(ns, name, {
+          task: "http.request",
+          schedule: "0 0 1 1 *",
+          successfulRunsHistoryLimit: 2,
+          failedRunsHistoryLimit: 2,
+          params: { url: "https://example.com" },
+        }),
+      );
+    }
+    for (const name of TASKS) await waitForCondition(ns, name, "Ready", "True");
+
+    const truth = Object.fromEntries(TASKS.map((t) => [t, { total: 0, succeeded: 0, failed: 0 }]));
+    let creating = true;
+    let kills = 0;
+    const killer = (async () => {
+      while (creating) {
+        await sleep(500 + Math.random() * 2500);
+        if (!creating) break;
+        await operator?.stop("SIGKILL");
+        kills++;
+        operator = await OperatorProcess.start({ namespaces: [ns] });
+      }
+    })();
+    for (let i = 0; i < RUNS; i++) {
+      const name = TASKS[i % TASKS.length] as string;
+      const fails = Math.random() < 0.3;
+      startScheduledRun(
+        ns,
+        name,
+        `${name}-${i}`,
+        fails
+          ? { exitCode: 65, duration: `${Math.floor(Math.random() * 1500)}ms` }
+          : { duration: `${Math.floor(Math.random() * 1500)}ms` },
+      );
+      const t = truth[name] as { total: number; succeeded: number; failed: number };
+      t.total++;
+      if (fails) t.failed++;
+      else t.succeeded++;
+      await sleep(Math.random() * 400);
+    }
+    creating = false;
+    await killer;
+
+    const counted = await eventually(
+      () => {
+        const runs = TASKS.map(
+          (name) =>
+            getJson(["bgt", name, "-n", ns])?.status?.runs ?? { total: 0, succeeded: 0, failed: 0 },
+        );
+        return runs.every((r, i) => r.total >= (truth[TASKS[i] as string]?.total ?? 0))
+          ? runs
+          : undefined;
+      },
+      { what: "every run to be recorded", timeoutMs: 120_000 },
+    );
+    await sleep(3000); // a late double count would show up now
+    const final = TASKS.map((name) => getJson(["bgt", name, "-n", ns])?.status?.runs);
+    const countedTotal = final.reduce((sum, r) => sum + (r?.total ?? 0), 0);
+    console.log(
+      `crash test: runs=${RUNS} kills=${kills} counted=${countedTotal} expected=${RUNS} per task=${JSON.stringify(final)} truth=${JSON.stringify(truth)}`,
+    );
+    expect(final).toEqual(counted);
+    expect(final).toEqual(TASKS.map((name) => truth[name]));
+    expect(kills).toBeGreaterThanOrEqual(5);
+    const held = kubectl([
+      "get",
+      "jobs",
+      "-n",
+      ns,
+      "-o",
+      'jsonpath={range .items[*]}{.metadata.name}={.metadata.finalizers}{"\\n"}{end}',
+    ])
+      .split("\n")
+      .filter((line) => line.includes("nightshift.dev/run-accounting"));
+    expect(held).toEqual([]);
+  }, 300_000);
+});
