@@ -3,15 +3,18 @@
 import { fileURLToPath } from "node:url";
 import type { TestProject } from "vitest/node";
 import { ControlPlane, ensureBinaries } from "./controlplane/controlplane.ts";
+import { type PostgresServer, startPostgres } from "./support/postgres.ts";
 
 declare module "vitest" {
   export interface ProvidedContext {
     kubeconfigPath: string;
     binDir: string;
+    postgresUrl: string;
   }
 }
 
 let controlPlane: ControlPlane | undefined;
+let postgres: PostgresServer | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
   const log = (line: string) => process.stderr.write(`[control plane] ${line}\n`);
@@ -33,8 +36,10 @@ export async function setup(project: TestProject): Promise<void> {
   ]);
   project.provide("kubeconfigPath", controlPlane.kubeconfigPath);
   project.provide("binDir", binDir);
+  postgres = await startPostgres(log);
+  project.provide("postgresUrl", postgres.url);
 }
 
 export async function teardown(): Promise<void> {
-  await controlPlane?.stop();
+  await Promise.all([controlPlane?.stop(), postgres?.stop()]);
 }

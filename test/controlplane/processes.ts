@@ -17,9 +17,11 @@ export function startProcess(
   command: string,
   args: string[],
   logFile: string,
+  /** Extra setpriv options, e.g. to drop to another user. */
+  setprivArgs: string[] = [],
 ): ManagedProcess {
   const log = openSync(logFile, "a");
-  const child = spawn("setpriv", ["--pdeathsig", "KILL", "--", command, ...args], {
+  const child = spawn("setpriv", ["--pdeathsig", "KILL", ...setprivArgs, "--", command, ...args], {
     stdio: ["ignore", log, log],
   });
   const exited = new Promise<number | null>((resolve) => {
