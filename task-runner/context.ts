@@ -16,7 +16,10 @@ export function stopping(ctx: TaskContext): boolean {
 
 export function requireEnv(ctx: TaskContext, name: string, purpose: string): string {
   const value = ctx.env[name];
-  if (!value) throw configError(`${name} is not set; it must hold the ${purpose} (fill it from a Secret with spec.env or spec.envFrom)`);
+  if (!value)
+    throw configError(
+      `${name} is not set; it must hold the ${purpose} (fill it from a Secret with spec.env or spec.envFrom)`,
+    );
   return value;
 }
 

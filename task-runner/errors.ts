@@ -23,7 +23,21 @@ export const dataError = (message: string) => new TaskError(EXIT.dataErr, messag
 export const retryable = (message: string) => new TaskError(EXIT.tempFail, message);
 export const configError = (message: string) => new TaskError(EXIT.config, message);
 
-const NETWORK_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN", "EPIPE", "ESOCKET", "ECONNECTION", "ETIMEOUT", "UND_ERR_CONNECT_TIMEOUT", "UND_ERR_SOCKET"]);
+const NETWORK_CODES = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EPIPE",
+  "ESOCKET",
+  "ECONNECTION",
+  "ETIMEOUT",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_SOCKET",
+]);
 
 /**
  * Maps any error to the contract: network trouble and timeouts are
@@ -35,17 +49,32 @@ export function classify(error: unknown, what: string): TaskError {
   const e = error as { code?: string; name?: string; message?: string; cause?: { code?: string } };
   const code = e?.code ?? e?.cause?.code;
   const message = e?.message ?? String(error);
-  if (e?.name === "AbortError" || e?.name === "TimeoutError") return retryable(`${what}: timed out (${message})`);
-  if (code && NETWORK_CODES.has(code)) return retryable(`${what}: cannot reach it (${code}); check it is up, the run will be retried`);
+  if (e?.name === "AbortError" || e?.name === "TimeoutError")
+    return retryable(`${what}: timed out (${message})`);
+  if (code && NETWORK_CODES.has(code))
+    return retryable(`${what}: cannot reach it (${code}); check it is up, the run will be retried`);
   if (code && /^[0-9A-Z]{5}$/.test(code)) {
-    if (code.startsWith("08") || code === "57P01" || code === "57P03" || code === "53300" || code.startsWith("40")) {
+    if (
+      code.startsWith("08") ||
+      code === "57P01" ||
+      code === "57P03" ||
+      code === "53300" ||
+      code.startsWith("40")
+    ) {
       return retryable(`${what}: ${message} (SQLSTATE ${code}); the run will be retried`);
     }
-    if (code.startsWith("28") || code === "3D000") return configError(`${what}: ${message} (SQLSTATE ${code}); check DATABASE_URL`);
-    if (code === "42P01" || code === "42703") return configError(`${what}: ${message} (SQLSTATE ${code}); create the table (see task-runner/schema.sql)`);
-    if (code.startsWith("22") || code.startsWith("23")) return dataError(`${what}: ${message} (SQLSTATE ${code})`);
-    if (code.startsWith("42")) return usageError(`${what}: ${message} (SQLSTATE ${code}); check the task's params`);
+    if (code.startsWith("28") || code === "3D000")
+      return configError(`${what}: ${message} (SQLSTATE ${code}); check DATABASE_URL`);
+    if (code === "42P01" || code === "42703")
+      return configError(
+        `${what}: ${message} (SQLSTATE ${code}); create the table (see task-runner/schema.sql)`,
+      );
+    if (code.startsWith("22") || code.startsWith("23"))
+      return dataError(`${what}: ${message} (SQLSTATE ${code})`);
+    if (code.startsWith("42"))
+      return usageError(`${what}: ${message} (SQLSTATE ${code}); check the task's params`);
   }
-  if (/EAUTH|Invalid login|authentication/i.test(`${code} ${message}`)) return configError(`${what}: authentication failed (${message}); check the credentials`);
+  if (/EAUTH|Invalid login|authentication/i.test(`${code} ${message}`))
+    return configError(`${what}: authentication failed (${message}); check the credentials`);
   return new TaskError(EXIT.software, `${what}: ${message}`);
 }

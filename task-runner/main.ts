@@ -19,13 +19,18 @@ const stopGraceMs = Number(process.env.NIGHTSHIFT_STOP_GRACE_MS ?? 8000);
 
 function finish(exitCode: number, result: Record<string, unknown>): never {
   writeResult(terminationPath, result);
-  if (exitCode !== EXIT.ok) process.stderr.write(`nightshift-task-runner: ${String(result.error ?? "failed")}\n`);
+  if (exitCode !== EXIT.ok)
+    process.stderr.write(`nightshift-task-runner: ${String(result.error ?? "failed")}\n`);
   log.info({ exitCode, result }, "finished");
   process.exit(exitCode);
 }
 
 function parseInput(): { type: string; params: unknown } {
-  const { values, positionals } = parseArgs({ args: process.argv.slice(2), options: { params: { type: "string" }, help: { type: "boolean" } }, allowPositionals: true });
+  const { values, positionals } = parseArgs({
+    args: process.argv.slice(2),
+    options: { params: { type: "string" }, help: { type: "boolean" } },
+    allowPositionals: true,
+  });
   if (values.help) {
     console.log(USAGE);
     process.exit(0);
@@ -35,7 +40,8 @@ function parseInput(): { type: string; params: unknown } {
     for (const type of taskTypes) console.log(`${type.padEnd(32)} ${catalogue[type].description}`);
     process.exit(0);
   }
-  if (command !== undefined && command !== "run") throw usageError(`unknown command ${JSON.stringify(command)}\n${USAGE}`);
+  if (command !== undefined && command !== "run")
+    throw usageError(`unknown command ${JSON.stringify(command)}\n${USAGE}`);
   const type = typeArg ?? process.env.NIGHTSHIFT_TASK;
   if (!type) throw usageError(`no task type given\n${USAGE}`);
   const rawParams = values.params ?? process.env.NIGHTSHIFT_PARAMS ?? "{}";
@@ -43,7 +49,9 @@ function parseInput(): { type: string; params: unknown } {
   try {
     params = JSON.parse(rawParams);
   } catch (error) {
-    throw usageError(`params are not valid JSON (${(error as Error).message}); pass an object such as --params '{"paths":["/tmp"]}'`);
+    throw usageError(
+      `params are not valid JSON (${(error as Error).message}); pass an object such as --params '{"paths":["/tmp"]}'`,
+    );
   }
   return { type, params };
 }
@@ -54,7 +62,10 @@ let stopSignal: string | undefined;
 try {
   const input = parseInput();
   type = input.type;
-  if (!isTaskType(type)) throw usageError(`unknown task type ${JSON.stringify(type)}; known types: ${taskTypes.join(", ")}`);
+  if (!isTaskType(type))
+    throw usageError(
+      `unknown task type ${JSON.stringify(type)}; known types: ${taskTypes.join(", ")}`,
+    );
   const checked = validateParams(type, input.params, "params");
   if (!checked.ok) throw usageError(`invalid params for ${type}: ${checked.problems.join("; ")}`);
 
@@ -65,17 +76,39 @@ try {
     log.warn({ signal }, "stop requested: finishing the item in hand");
     abort.abort();
     // Past the grace period, report what we know and leave.
-    setTimeout(() => finish(EXIT.tempFail, { task: type, outcome: "stopped", error: `${type} stopped by ${signal} before it finished`, durationMs: Date.now() - started }), stopGraceMs).unref();
+    setTimeout(
+      () =>
+        finish(EXIT.tempFail, {
+          task: type,
+          outcome: "stopped",
+          error: `${type} stopped by ${signal} before it finished`,
+          durationMs: Date.now() - started,
+        }),
+      stopGraceMs,
+    ).unref();
   };
   process.on("SIGTERM", () => onSignal("SIGTERM"));
   process.on("SIGINT", () => onSignal("SIGINT"));
 
-  const ctx: TaskContext = { signal: abort.signal, log: log.child({ task: type }), env: process.env };
-  const handler = handlers[type] as (params: unknown, ctx: TaskContext) => Promise<Record<string, unknown>>;
+  const ctx: TaskContext = {
+    signal: abort.signal,
+    log: log.child({ task: type }),
+    env: process.env,
+  };
+  const handler = handlers[type] as (
+    params: unknown,
+    ctx: TaskContext,
+  ) => Promise<Record<string, unknown>>;
   const result = await handler(checked.value, ctx);
   const durationMs = Date.now() - started;
   if (abort.signal.aborted) {
-    finish(EXIT.tempFail, { task: type, outcome: "stopped", ...result, durationMs, error: `${type} stopped early by ${stopSignal}; the rest is left for the next run` });
+    finish(EXIT.tempFail, {
+      task: type,
+      outcome: "stopped",
+      ...result,
+      durationMs,
+      error: `${type} stopped early by ${stopSignal}; the rest is left for the next run`,
+    });
   }
   finish(EXIT.ok, { task: type, outcome: "succeeded", ...result, durationMs });
 } catch (error) {
@@ -84,5 +117,11 @@ try {
     // Interrupted work is unfinished work, not a bug: the next run picks it up.
     failure = new TaskError(EXIT.tempFail, `${type} stopped by ${stopSignal}: ${failure.message}`);
   }
-  finish(failure.exitCode, { task: type, outcome: "failed", exitCode: failure.exitCode, error: failure.message, durationMs: Date.now() - started });
+  finish(failure.exitCode, {
+    task: type,
+    outcome: "failed",
+    exitCode: failure.exitCode,
+    error: failure.message,
+    durationMs: Date.now() - started,
+  });
 }

@@ -14,7 +14,9 @@ export function boundedJson(result: Record<string, unknown>, maxBytes = MAX_RESU
     else if (typeof value === "string") slim[key] = value.slice(0, 500);
   }
   text = JSON.stringify(slim);
-  return Buffer.byteLength(text) <= maxBytes ? text : JSON.stringify({ truncated: true, outcome: result.outcome });
+  return Buffer.byteLength(text) <= maxBytes
+    ? text
+    : JSON.stringify({ truncated: true, outcome: result.outcome });
 }
 
 export function writeResult(path: string, result: Record<string, unknown>): void {

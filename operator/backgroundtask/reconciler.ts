@@ -92,7 +92,14 @@ export class BackgroundTaskReconciler {
   reconcile = async (key: string): Promise<ReconcileResult | undefined> => {
     const { client, tasks, cronJobs, events, log } = this.deps;
     const cached = tasks.get(key);
-    log.debug({ key, resourceVersion: cached?.metadata.resourceVersion, generation: cached?.metadata.generation }, "reconciling");
+    log.debug(
+      {
+        key,
+        resourceVersion: cached?.metadata.resourceVersion,
+        generation: cached?.metadata.generation,
+      },
+      "reconciling",
+    );
     const jobs = this.deps.jobs.byIndex(JOBS_BY_TASK, key) as unknown as RunJob[];
     if (!cached || cached.metadata.deletionTimestamp) {
       // The task is gone: its runs can no longer be recorded anywhere, so let them go.

@@ -19,20 +19,32 @@ interface Item {
 
 const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
-export function renderDigest(subject: string, items: Item[], more: number): { text: string; html: string } {
+export function renderDigest(
+  subject: string,
+  items: Item[],
+  more: number,
+): { text: string; html: string } {
   const text = [
     subject,
     "",
-    ...items.map((i) => `- ${i.title}${i.body ? `\n  ${i.body}` : ""}${i.url ? `\n  ${i.url}` : ""}`),
+    ...items.map(
+      (i) => `- ${i.title}${i.body ? `\n  ${i.body}` : ""}${i.url ? `\n  ${i.url}` : ""}`,
+    ),
     ...(more ? ["", `… and ${more} more`] : []),
   ].join("\n");
   const html = `<h1>${escapeHtml(subject)}</h1><ul>${items
-    .map((i) => `<li>${i.url ? `<a href="${escapeHtml(i.url)}">${escapeHtml(i.title)}</a>` : escapeHtml(i.title)}${i.body ? `<p>${escapeHtml(i.body)}</p>` : ""}</li>`)
+    .map(
+      (i) =>
+        `<li>${i.url ? `<a href="${escapeHtml(i.url)}">${escapeHtml(i.title)}</a>` : escapeHtml(i.title)}${i.body ? `<p>${escapeHtml(i.body)}</p>` : ""}</li>`,
+    )
     .join("")}</ul>${more ? `<p>… and ${more} more</p>` : ""}`;
   return { text, html };
 }
 
-export async function emailDailySummary(params: Params, ctx: TaskContext): Promise<Record<string, unknown>> {
+export async function emailDailySummary(
+  params: Params,
+  ctx: TaskContext,
+): Promise<Record<string, unknown>> {
   const db = await connect(ctx);
   const transport = mailTransport(ctx, 30_000);
   const sent = ident(params.sentTable);
@@ -47,10 +59,16 @@ export async function emailDailySummary(params: Params, ctx: TaskContext): Promi
     const byRecipient = new Map<string, Item[]>();
     for (const row of rows) {
       if (typeof row.recipient !== "string" || typeof row.title !== "string") {
-        throw dataError("the digest query must return text columns recipient and title (and optionally body, url)");
+        throw dataError(
+          "the digest query must return text columns recipient and title (and optionally body, url)",
+        );
       }
       const list = byRecipient.get(row.recipient) ?? [];
-      list.push({ title: row.title, body: typeof row.body === "string" ? row.body : undefined, url: typeof row.url === "string" ? row.url : undefined });
+      list.push({
+        title: row.title,
+        body: typeof row.body === "string" ? row.body : undefined,
+        url: typeof row.url === "string" ? row.url : undefined,
+      });
       byRecipient.set(row.recipient, list);
     }
     result.recipients = byRecipient.size;
@@ -70,9 +88,17 @@ export async function emailDailySummary(params: Params, ctx: TaskContext): Promi
         const shown = items.slice(0, params.maxItemsPerRecipient);
         const { text, html } = renderDigest(params.subject, shown, items.length - shown.length);
         try {
-          await transport.sendMail({ from: params.from, to: recipient, subject: params.subject, text, html });
+          await transport.sendMail({
+            from: params.from,
+            to: recipient,
+            subject: params.subject,
+            text,
+            html,
+          });
         } catch (error) {
-          throw retryable(`sending the digest to ${recipient} failed (${(error as Error).message}); it will be sent on the next run`);
+          throw retryable(
+            `sending the digest to ${recipient} failed (${(error as Error).message}); it will be sent on the next run`,
+          );
         }
         result.sent++;
         result.items += shown.length;

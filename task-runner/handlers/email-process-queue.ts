@@ -25,7 +25,10 @@ interface QueuedEmail {
 /** A claim older than this belongs to a runner that died; its emails go back to the queue. */
 const STALE_CLAIM = "15 minutes";
 
-export async function emailProcessQueue(params: Params, ctx: TaskContext): Promise<Record<string, unknown>> {
+export async function emailProcessQueue(
+  params: Params,
+  ctx: TaskContext,
+): Promise<Record<string, unknown>> {
   const db = await connect(ctx);
   const table = ident(params.table);
   const transport = mailTransport(ctx, parseDuration(params.sendTimeout));
@@ -33,7 +36,10 @@ export async function emailProcessQueue(params: Params, ctx: TaskContext): Promi
   let claimed: QueuedEmail[] = [];
   const release = async (emails: QueuedEmail[]) => {
     if (!emails.length) return;
-    await db.query(`UPDATE ${table} SET status = 'pending', claimed_at = NULL WHERE id = ANY($1::bigint[]) AND status = 'sending'`, [emails.map((e) => e.id)]);
+    await db.query(
+      `UPDATE ${table} SET status = 'pending', claimed_at = NULL WHERE id = ANY($1::bigint[]) AND status = 'sending'`,
+      [emails.map((e) => e.id)],
+    );
     result.released += emails.length;
   };
   try {
@@ -69,7 +75,9 @@ export async function emailProcessQueue(params: Params, ctx: TaskContext): Promi
         if (failure.exitCode === 75 && responseCode === undefined) {
           // The SMTP server itself is unreachable: not this email's fault.
           await release(claimed.slice(i));
-          throw retryable(`SMTP server unreachable (${(error as Error).message}); ${claimed.length - i} emails left queued`);
+          throw retryable(
+            `SMTP server unreachable (${(error as Error).message}); ${claimed.length - i} emails left queued`,
+          );
         }
         const attempts = email.attempts + 1;
         const giveUp = attempts >= params.maxAttempts;
@@ -78,13 +86,22 @@ export async function emailProcessQueue(params: Params, ctx: TaskContext): Promi
              status = CASE WHEN $4 THEN 'failed' ELSE 'pending' END,
              next_attempt_at = now() + ($5::bigint * interval '1 millisecond')
            WHERE id = $1`,
-          [email.id, attempts, (error as Error).message.slice(0, 1000), giveUp, parseDuration(params.retryBackoff) * 2 ** (attempts - 1)],
+          [
+            email.id,
+            attempts,
+            (error as Error).message.slice(0, 1000),
+            giveUp,
+            parseDuration(params.retryBackoff) * 2 ** (attempts - 1),
+          ],
         );
         if (giveUp) result.failed++;
         else result.retrying++;
         continue;
       }
-      await db.query(`UPDATE ${table} SET status = 'sent', sent_at = now(), attempts = attempts + 1, claimed_at = NULL, last_error = NULL WHERE id = $1`, [email.id]);
+      await db.query(
+        `UPDATE ${table} SET status = 'sent', sent_at = now(), attempts = attempts + 1, claimed_at = NULL, last_error = NULL WHERE id = $1`,
+        [email.id],
+      );
       result.sent++;
       ctx.log.debug({ id: email.id }, "sent email");
     }

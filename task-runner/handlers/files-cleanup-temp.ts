@@ -12,11 +12,22 @@ import { classify } from "../errors.ts";
 
 type Params = z.output<typeof filesCleanupTempParams>;
 
-export async function filesCleanupTemp(params: Params, ctx: TaskContext): Promise<Record<string, unknown>> {
+export async function filesCleanupTemp(
+  params: Params,
+  ctx: TaskContext,
+): Promise<Record<string, unknown>> {
   const cutoff = Date.now() - parseDuration(params.olderThan);
   const included = params.include?.length ? picomatch(params.include, { dot: true }) : () => true;
   const excluded = params.exclude?.length ? picomatch(params.exclude, { dot: true }) : () => false;
-  const stats = { scanned: 0, filesDeleted: 0, bytesFreed: 0, dirsRemoved: 0, skippedRoots: [] as string[], dryRun: params.dryRun, limitReached: false };
+  const stats = {
+    scanned: 0,
+    filesDeleted: 0,
+    bytesFreed: 0,
+    dirsRemoved: 0,
+    skippedRoots: [] as string[],
+    dryRun: params.dryRun,
+    limitReached: false,
+  };
 
   async function clean(dir: string, isRoot: boolean): Promise<boolean> {
     let empty = true;
@@ -55,7 +66,8 @@ export async function filesCleanupTemp(params: Params, ctx: TaskContext): Promis
         try {
           await unlink(path);
         } catch (error) {
-          if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw classify(error, `deleting ${path}`);
+          if ((error as NodeJS.ErrnoException).code !== "ENOENT")
+            throw classify(error, `deleting ${path}`);
           continue; // deleted meanwhile by a run working in parallel
         }
       } else {

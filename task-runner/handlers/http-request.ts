@@ -7,9 +7,16 @@ import { classify, configError, dataError, retryable } from "../errors.ts";
 
 type Params = z.output<typeof httpRequestParams>;
 
-export async function httpRequest(params: Params, ctx: TaskContext): Promise<Record<string, unknown>> {
-  const headers: Record<string, string> = { "user-agent": "nightshift-task-runner", ...(params.headers ?? {}) };
-  for (const [header, variable] of Object.entries(params.headersFromEnv ?? {})) headers[header] = requireEnv(ctx, variable, `value of the ${header} header`);
+export async function httpRequest(
+  params: Params,
+  ctx: TaskContext,
+): Promise<Record<string, unknown>> {
+  const headers: Record<string, string> = {
+    "user-agent": "nightshift-task-runner",
+    ...(params.headers ?? {}),
+  };
+  for (const [header, variable] of Object.entries(params.headersFromEnv ?? {}))
+    headers[header] = requireEnv(ctx, variable, `value of the ${header} header`);
   const started = Date.now();
   let response: Response;
   try {
@@ -25,10 +32,14 @@ export async function httpRequest(params: Params, ctx: TaskContext): Promise<Rec
   }
   const body = await response.text().catch(() => "");
   const durationMs = Date.now() - started;
-  const ok = params.expectedStatus ? params.expectedStatus.includes(response.status) : response.status >= 200 && response.status < 300;
+  const ok = params.expectedStatus
+    ? params.expectedStatus.includes(response.status)
+    : response.status >= 200 && response.status < 300;
   if (ok) return { status: response.status, durationMs, bytes: Buffer.byteLength(body) };
   const summary = `${params.method} ${params.url} answered ${response.status}${body ? `: ${body.slice(0, 200)}` : ""}`;
-  if (response.status >= 500 || response.status === 429 || response.status === 408) throw retryable(`${summary}; the run will be retried`);
-  if (response.status === 401 || response.status === 403) throw configError(`${summary}; check the credentials in headersFromEnv`);
+  if (response.status >= 500 || response.status === 429 || response.status === 408)
+    throw retryable(`${summary}; the run will be retried`);
+  if (response.status === 401 || response.status === 403)
+    throw configError(`${summary}; check the credentials in headersFromEnv`);
   throw dataError(`${summary}; expected ${params.expectedStatus?.join(", ") ?? "a 2xx status"}`);
 }

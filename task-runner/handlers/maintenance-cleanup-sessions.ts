@@ -9,7 +9,10 @@ import { connect, ident } from "../lib/db.ts";
 
 type Params = z.output<typeof maintenanceCleanupSessionsParams>;
 
-export async function maintenanceCleanupSessions(params: Params, ctx: TaskContext): Promise<Record<string, unknown>> {
+export async function maintenanceCleanupSessions(
+  params: Params,
+  ctx: TaskContext,
+): Promise<Record<string, unknown>> {
   const db = await connect(ctx);
   const table = ident(params.table);
   const column = ident(params.expiresColumn);

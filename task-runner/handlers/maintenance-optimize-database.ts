@@ -23,14 +23,21 @@ async function tableStats(db: pg.Client, table: string): Promise<TableStats> {
   return { deadTuples: Number(rows[0]?.dead ?? 0), bytes: Number(rows[0]?.bytes ?? 0) };
 }
 
-export async function maintenanceOptimizeDatabase(params: Params, ctx: TaskContext): Promise<Record<string, unknown>> {
+export async function maintenanceOptimizeDatabase(
+  params: Params,
+  ctx: TaskContext,
+): Promise<Record<string, unknown>> {
   const db = await connect(ctx, 0);
   const report: Record<string, { before: TableStats; after: TableStats }> = {};
   let skipped = 0;
   try {
     const tables =
       params.tables ??
-      (await db.query("SELECT format('%I.%I', schemaname, relname) AS name FROM pg_stat_user_tables ORDER BY 1")).rows.map((r) => r.name as string);
+      (
+        await db.query(
+          "SELECT format('%I.%I', schemaname, relname) AS name FROM pg_stat_user_tables ORDER BY 1",
+        )
+      ).rows.map((r) => r.name as string);
     for (const table of tables) {
       if (stopping(ctx)) {
         skipped++;
@@ -48,7 +55,8 @@ export async function maintenanceOptimizeDatabase(params: Params, ctx: TaskConte
   } finally {
     await db.end().catch(() => {});
   }
-  const sum = (pick: (t: { before: TableStats; after: TableStats }) => number) => Object.values(report).reduce((n, t) => n + pick(t), 0);
+  const sum = (pick: (t: { before: TableStats; after: TableStats }) => number) =>
+    Object.values(report).reduce((n, t) => n + pick(t), 0);
   return {
     tables: Object.keys(report).length,
     skipped,

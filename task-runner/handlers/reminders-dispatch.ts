@@ -35,13 +35,30 @@ export function nextOccurrence(rrule: string, dtstart: Date, after: Date): Date 
   return undefined;
 }
 
-export async function remindersDispatch(params: Params, ctx: TaskContext): Promise<Record<string, unknown>> {
+export async function remindersDispatch(
+  params: Params,
+  ctx: TaskContext,
+): Promise<Record<string, unknown>> {
   const db = await connect(ctx);
   const table = ident(params.table);
-  const result = { due: 0, delivered: 0, rescheduled: 0, completed: 0, failed: 0, released: 0, stuck: 0 };
+  const result = {
+    due: 0,
+    delivered: 0,
+    rescheduled: 0,
+    completed: 0,
+    failed: 0,
+    released: 0,
+    stuck: 0,
+  };
   let transport: ReturnType<typeof mailTransport> | undefined;
   try {
-    result.stuck = Number((await db.query(`SELECT count(*) AS n FROM ${table} WHERE status = 'delivering' AND updated_at < now() - interval '15 minutes'`)).rows[0]?.n ?? 0);
+    result.stuck = Number(
+      (
+        await db.query(
+          `SELECT count(*) AS n FROM ${table} WHERE status = 'delivering' AND updated_at < now() - interval '15 minutes'`,
+        )
+      ).rows[0]?.n ?? 0,
+    );
     const claimed = (
       await db.query<Reminder>(
         `UPDATE ${table} SET status = 'delivering', updated_at = now()
@@ -53,7 +70,10 @@ export async function remindersDispatch(params: Params, ctx: TaskContext): Promi
     result.due = claimed.length;
     const release = async (rest: Reminder[]) => {
       if (!rest.length) return;
-      await db.query(`UPDATE ${table} SET status = 'pending', updated_at = now() WHERE id = ANY($1::bigint[]) AND status = 'delivering'`, [rest.map((r) => r.id)]);
+      await db.query(
+        `UPDATE ${table} SET status = 'pending', updated_at = now() WHERE id = ANY($1::bigint[]) AND status = 'delivering'`,
+        [rest.map((r) => r.id)],
+      );
       result.released += rest.length;
     };
     for (let i = 0; i < claimed.length; i++) {
@@ -68,20 +88,37 @@ export async function remindersDispatch(params: Params, ctx: TaskContext): Promi
           const response = await fetch(reminder.recipient, {
             method: "POST",
             headers: { "content-type": "application/json" },
-            body: JSON.stringify({ id: reminder.id, subject: reminder.subject, message: reminder.message, dueAt: reminder.due_at }),
-            signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(parseDuration(params.webhookTimeout))]),
+            body: JSON.stringify({
+              id: reminder.id,
+              subject: reminder.subject,
+              message: reminder.message,
+              dueAt: reminder.due_at,
+            }),
+            signal: AbortSignal.any([
+              ctx.signal,
+              AbortSignal.timeout(parseDuration(params.webhookTimeout)),
+            ]),
           });
-          if (response.status >= 500 || response.status === 429) failure = retryable(`webhook ${reminder.recipient} answered ${response.status}`);
+          if (response.status >= 500 || response.status === 429)
+            failure = retryable(`webhook ${reminder.recipient} answered ${response.status}`);
           else if (!response.ok) throw new Error(`webhook answered ${response.status}`);
         } else {
           transport ??= mailTransport(ctx, 30_000);
-          await transport.sendMail({ from: params.from, to: reminder.recipient, subject: reminder.subject, text: reminder.message });
+          await transport.sendMail({
+            from: params.from,
+            to: reminder.recipient,
+            subject: reminder.subject,
+            text: reminder.message,
+          });
         }
       } catch (error) {
         const classified = classify(error, `delivering reminder ${reminder.id}`);
         if (classified.exitCode === 75) failure = classified;
         else {
-          await db.query(`UPDATE ${table} SET status = 'failed', last_error = $2, updated_at = now() WHERE id = $1`, [reminder.id, (error as Error).message.slice(0, 1000)]);
+          await db.query(
+            `UPDATE ${table} SET status = 'failed', last_error = $2, updated_at = now() WHERE id = $1`,
+            [reminder.id, (error as Error).message.slice(0, 1000)],
+          );
           result.failed++;
           continue;
         }
@@ -93,12 +130,20 @@ export async function remindersDispatch(params: Params, ctx: TaskContext): Promi
       }
       result.delivered++;
       ctx.log.debug({ id: reminder.id }, "delivered reminder");
-      const next = reminder.rrule ? nextOccurrence(reminder.rrule, reminder.due_at, new Date()) : undefined;
+      const next = reminder.rrule
+        ? nextOccurrence(reminder.rrule, reminder.due_at, new Date())
+        : undefined;
       if (next) {
-        await db.query(`UPDATE ${table} SET status = 'pending', due_at = $2, delivered_count = delivered_count + 1, updated_at = now() WHERE id = $1`, [reminder.id, next]);
+        await db.query(
+          `UPDATE ${table} SET status = 'pending', due_at = $2, delivered_count = delivered_count + 1, updated_at = now() WHERE id = $1`,
+          [reminder.id, next],
+        );
         result.rescheduled++;
       } else {
-        await db.query(`UPDATE ${table} SET status = 'done', delivered_count = delivered_count + 1, updated_at = now() WHERE id = $1`, [reminder.id]);
+        await db.query(
+          `UPDATE ${table} SET status = 'done', delivered_count = delivered_count + 1, updated_at = now() WHERE id = $1`,
+          [reminder.id],
+        );
         result.completed++;
       }
     }

@@ -34,25 +34,41 @@ export function occurrences(text: string, from: Date, until: Date): Occurrence[]
   const exceptions = new Map<string, ICAL.Event[]>();
   const events = component.getAllSubcomponents("vevent").map((v) => new ICAL.Event(v));
   for (const event of events) {
-    if (event.isRecurrenceException()) exceptions.set(event.uid, [...(exceptions.get(event.uid) ?? []), event]);
+    if (event.isRecurrenceException())
+      exceptions.set(event.uid, [...(exceptions.get(event.uid) ?? []), event]);
   }
   for (const event of events) {
     if (event.isRecurrenceException()) continue;
     for (const ex of exceptions.get(event.uid) ?? []) event.relateException(ex);
-    const base = { uid: event.uid, summary: event.summary ?? "", description: event.description ?? null, location: event.location ?? null };
+    const base = {
+      uid: event.uid,
+      summary: event.summary ?? "",
+      description: event.description ?? null,
+      location: event.location ?? null,
+    };
     if (!event.isRecurring()) {
       const start = event.startDate.toJSDate();
-      if (start <= until && event.endDate.toJSDate() >= from) out.push({ ...base, start, end: event.endDate.toJSDate() });
+      if (start <= until && event.endDate.toJSDate() >= from)
+        out.push({ ...base, start, end: event.endDate.toJSDate() });
       continue;
     }
     const iterator = event.iterator();
-    for (let i = 0, next = iterator.next(); next && i < MAX_OCCURRENCES_PER_EVENT; i++, next = iterator.next()) {
+    for (
+      let i = 0, next = iterator.next();
+      next && i < MAX_OCCURRENCES_PER_EVENT;
+      i++, next = iterator.next()
+    ) {
       const start = next.toJSDate();
       if (start > until) break;
       const details = event.getOccurrenceDetails(next);
       const end = details.endDate.toJSDate();
       if (end < from) continue;
-      out.push({ ...base, summary: details.item.summary ?? base.summary, start: details.startDate.toJSDate(), end });
+      out.push({
+        ...base,
+        summary: details.item.summary ?? base.summary,
+        start: details.startDate.toJSDate(),
+        end,
+      });
     }
   }
   return out;
@@ -61,20 +77,31 @@ export function occurrences(text: string, from: Date, until: Date): Occurrence[]
 async function fetchFeed(url: string, timeoutMs: number, ctx: TaskContext): Promise<string> {
   let response: Response;
   try {
-    response = await fetch(url, { signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(timeoutMs)]), headers: { accept: "text/calendar" } });
+    response = await fetch(url, {
+      signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(timeoutMs)]),
+      headers: { accept: "text/calendar" },
+    });
   } catch (error) {
     throw classify(error, `fetching ${url}`);
   }
-  if (response.status >= 500 || response.status === 429) throw retryable(`fetching ${url}: ${response.status}; the run will be retried`);
+  if (response.status >= 500 || response.status === 429)
+    throw retryable(`fetching ${url}: ${response.status}; the run will be retried`);
   if (!response.ok) throw configError(`fetching ${url}: ${response.status}; check the feed URL`);
   return response.text();
 }
 
-export async function syncCalendar(params: Params, ctx: TaskContext): Promise<Record<string, unknown>> {
+export async function syncCalendar(
+  params: Params,
+  ctx: TaskContext,
+): Promise<Record<string, unknown>> {
   const from = new Date(Date.now() - 86_400_000);
   const until = new Date(Date.now() + params.windowDays * 86_400_000);
   const texts: Array<{ name: string; text: string }> = [];
-  for (const feed of params.feeds) texts.push({ name: feed.name, text: await fetchFeed(feed.url, parseDuration(params.timeout), ctx) });
+  for (const feed of params.feeds)
+    texts.push({
+      name: feed.name,
+      text: await fetchFeed(feed.url, parseDuration(params.timeout), ctx),
+    });
   const db = await connect(ctx);
   const table = ident(params.table);
   const result = { feeds: 0, occurrences: 0, upserted: 0, deleted: 0 };

@@ -10,7 +10,14 @@ export function mailTransport(ctx: TaskContext, timeoutMs: number) {
     host: options.hostname,
     port: Number(options.port || (options.protocol === "smtps:" ? 465 : 25)),
     secure: options.protocol === "smtps:",
-    ...(options.username ? { auth: { user: decodeURIComponent(options.username), pass: decodeURIComponent(options.password) } } : {}),
+    ...(options.username
+      ? {
+          auth: {
+            user: decodeURIComponent(options.username),
+            pass: decodeURIComponent(options.password),
+          },
+        }
+      : {}),
     // Plain SMTP peers inside the cluster often have no certificate; STARTTLS is used when offered.
     tls: { rejectUnauthorized: options.searchParams.get("tlsVerify") !== "false" },
     connectionTimeout: timeoutMs,

@@ -27,17 +27,30 @@ describe("task runner CLI", () => {
 
   it("takes the task and params from the environment, as the operator passes them", async () => {
     const { spawnSync } = await import("node:child_process");
-    const out = spawnSync(process.execPath, [new URL("../../task-runner/main.ts", import.meta.url).pathname], {
-      env: { PATH: process.env.PATH ?? "", NIGHTSHIFT_TASK: "files.cleanup-temp", NIGHTSHIFT_PARAMS: '{"paths":["/nonexistent-root"],"olderThan":"1h"}', NIGHTSHIFT_TERMINATION_PATH: "/dev/null" },
-      encoding: "utf8",
-    });
+    const out = spawnSync(
+      process.execPath,
+      [new URL("../../task-runner/main.ts", import.meta.url).pathname],
+      {
+        env: {
+          PATH: process.env.PATH ?? "",
+          NIGHTSHIFT_TASK: "files.cleanup-temp",
+          NIGHTSHIFT_PARAMS: '{"paths":["/nonexistent-root"],"olderThan":"1h"}',
+          NIGHTSHIFT_TERMINATION_PATH: "/dev/null",
+        },
+        encoding: "utf8",
+      },
+    );
     expect(out.status).toBe(0);
     expect(out.stdout).toContain('"skippedRoots":["/nonexistent-root"]');
   });
 
   it("lists the catalogue", async () => {
     const { spawnSync } = await import("node:child_process");
-    const out = spawnSync(process.execPath, [new URL("../../task-runner/main.ts", import.meta.url).pathname, "list"], { encoding: "utf8" });
+    const out = spawnSync(
+      process.execPath,
+      [new URL("../../task-runner/main.ts", import.meta.url).pathname, "list"],
+      { encoding: "utf8" },
+    );
     expect(out.status).toBe(0);
     expect(out.stdout.trim().split("\n")).toHaveLength(10);
   });

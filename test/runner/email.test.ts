@@ -2,7 +2,7 @@
 // real SMTP server peer on loopback.
 import { readFileSync } from "node:fs";
 import pg from "pg";
-import { afterAll, beforeAll, beforeEach, describe, expect, it, inject } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { freePorts } from "../controlplane/processes.ts";
 import { createDatabase } from "../support/postgres.ts";
 import { runTask } from "../support/runner.ts";
@@ -34,9 +34,15 @@ describe("email tasks", () => {
     smtp.rejectRecipients.clear();
   });
 
-  async function enqueue(n: number, recipient = (i: number) => `user${i}@example.com`): Promise<void> {
+  async function enqueue(
+    n: number,
+    recipient = (i: number) => `user${i}@example.com`,
+  ): Promise<void> {
     for (let i = 0; i < n; i++) {
-      await db.query("INSERT INTO email_queue (recipient, subject, body_text) VALUES ($1, $2, $3)", [recipient(i), `Hello ${i}`, `Body ${i}`]);
+      await db.query(
+        "INSERT INTO email_queue (recipient, subject, body_text) VALUES ($1, $2, $3)",
+        [recipient(i), `Hello ${i}`, `Body ${i}`],
+      );
     }
   }
 
@@ -44,8 +50,18 @@ describe("email tasks", () => {
     await enqueue(3);
     const run = await runTask("email.process-queue", { from: "noreply@example.com" }, { env });
     expect(run.code).toBe(0);
-    expect(run.result).toMatchObject({ outcome: "succeeded", claimed: 3, sent: 3, retrying: 0, failed: 0 });
-    expect(smtp.messages.map((m) => m.to[0]).sort()).toEqual(["user0@example.com", "user1@example.com", "user2@example.com"]);
+    expect(run.result).toMatchObject({
+      outcome: "succeeded",
+      claimed: 3,
+      sent: 3,
+      retrying: 0,
+      failed: 0,
+    });
+    expect(smtp.messages.map((m) => m.to[0]).sort()).toEqual([
+      "user0@example.com",
+      "user1@example.com",
+      "user2@example.com",
+    ]);
     expect(smtp.messages[0]?.raw).toContain("Subject: Hello");
     const { rows } = await db.query("SELECT status, attempts FROM email_queue");
     expect(rows.every((r) => r.status === "sent" && r.attempts === 1)).toBe(true);
@@ -53,7 +69,10 @@ describe("email tasks", () => {
 
   it("process-queue run twice (even at once) sends each email once", async () => {
     await enqueue(20);
-    const [a, b] = await Promise.all([runTask("email.process-queue", { batchSize: 20, from: "x@example.com" }, { env }), runTask("email.process-queue", { batchSize: 20, from: "x@example.com" }, { env })]);
+    const [a, b] = await Promise.all([
+      runTask("email.process-queue", { batchSize: 20, from: "x@example.com" }, { env }),
+      runTask("email.process-queue", { batchSize: 20, from: "x@example.com" }, { env }),
+    ]);
     expect([a.code, b.code]).toEqual([0, 0]);
     expect(a.result.sent + b.result.sent).toBe(20);
     expect(smtp.messages).toHaveLength(20);
@@ -64,13 +83,25 @@ describe("email tasks", () => {
   it("process-queue retries a rejected email with backoff, then gives up after maxAttempts", async () => {
     await enqueue(1, () => "bounce@example.com");
     smtp.rejectRecipients.add("bounce@example.com");
-    const first = await runTask("email.process-queue", { maxAttempts: 2, retryBackoff: "1s", from: "x@example.com" }, { env });
+    const first = await runTask(
+      "email.process-queue",
+      { maxAttempts: 2, retryBackoff: "1s", from: "x@example.com" },
+      { env },
+    );
     expect(first.result).toMatchObject({ retrying: 1, failed: 0 });
-    let row = (await db.query("SELECT status, attempts, next_attempt_at > now() AS later, last_error FROM email_queue")).rows[0];
+    let row = (
+      await db.query(
+        "SELECT status, attempts, next_attempt_at > now() AS later, last_error FROM email_queue",
+      )
+    ).rows[0];
     expect(row).toMatchObject({ status: "pending", attempts: 1, later: true });
     expect(row.last_error).toContain("mailbox unavailable");
     await new Promise((resolve) => setTimeout(resolve, 1100));
-    const second = await runTask("email.process-queue", { maxAttempts: 2, retryBackoff: "1s", from: "x@example.com" }, { env });
+    const second = await runTask(
+      "email.process-queue",
+      { maxAttempts: 2, retryBackoff: "1s", from: "x@example.com" },
+      { env },
+    );
     expect(second.result).toMatchObject({ failed: 1 });
     row = (await db.query("SELECT status, attempts FROM email_queue")).rows[0];
     expect(row).toMatchObject({ status: "failed", attempts: 2 });
@@ -79,7 +110,11 @@ describe("email tasks", () => {
   it("process-queue exits 75 when SMTP is down and leaves the emails queued", async () => {
     await enqueue(2);
     const [closed] = await freePorts(1);
-    const run = await runTask("email.process-queue", { from: "x@example.com", sendTimeout: "2s" }, { env: { ...env, SMTP_URL: `smtp://127.0.0.1:${closed}` } });
+    const run = await runTask(
+      "email.process-queue",
+      { from: "x@example.com", sendTimeout: "2s" },
+      { env: { ...env, SMTP_URL: `smtp://127.0.0.1:${closed}` } },
+    );
     expect(run.code).toBe(75);
     expect(run.stderr).toContain("SMTP server unreachable");
     const { rows } = await db.query("SELECT status, attempts FROM email_queue");
@@ -88,8 +123,20 @@ describe("email tasks", () => {
 
   it("process-queue exits 75 when the database is down, 64 on bad params", async () => {
     const [closed] = await freePorts(1);
-    expect((await runTask("email.process-queue", {}, { env: { ...env, DATABASE_URL: `postgres://x@127.0.0.1:${closed}/x` } })).code).toBe(75);
-    const bad = await runTask("email.process-queue", { batchSize: 0, table: "drop table;" }, { env });
+    expect(
+      (
+        await runTask(
+          "email.process-queue",
+          {},
+          { env: { ...env, DATABASE_URL: `postgres://x@127.0.0.1:${closed}/x` } },
+        )
+      ).code,
+    ).toBe(75);
+    const bad = await runTask(
+      "email.process-queue",
+      { batchSize: 0, table: "drop table;" },
+      { env },
+    );
     expect(bad.code).toBe(64);
     expect(bad.stderr).toContain("params.batchSize");
     expect(bad.stderr).toContain("params.table: must be a SQL identifier");
@@ -97,10 +144,16 @@ describe("email tasks", () => {
 
   it("process-queue stops on SIGTERM after the email in hand and releases the rest", async () => {
     await enqueue(200);
-    const run = await runTask("email.process-queue", { batchSize: 200, from: "x@example.com" }, { env, sigtermWhen: "sent email" });
+    const run = await runTask(
+      "email.process-queue",
+      { batchSize: 200, from: "x@example.com" },
+      { env, sigtermWhen: "sent email" },
+    );
     expect(run.code).toBe(75);
     expect(run.result.outcome).toBe("stopped");
-    const counts = (await db.query("SELECT status, count(*)::int AS n FROM email_queue GROUP BY status")).rows;
+    const counts = (
+      await db.query("SELECT status, count(*)::int AS n FROM email_queue GROUP BY status")
+    ).rows;
     const sent = counts.find((c) => c.status === "sent")?.n ?? 0;
     expect(sent).toBe(run.result.sent);
     expect(sent).toBe(smtp.messages.length);
@@ -115,7 +168,11 @@ describe("email tasks", () => {
       ('ann@example.com', 'New comment <b>', NULL, NULL),
       ('bob@example.com', 'Welcome', 'Glad to have you', NULL)`);
   }
-  const digest = { query: "SELECT recipient, title, body, url FROM notifications", from: "digest@example.com", subject: "Your day" };
+  const digest = {
+    query: "SELECT recipient, title, body, url FROM notifications",
+    from: "digest@example.com",
+    subject: "Your day",
+  };
 
   it("daily-summary sends one digest per recipient with text and HTML", async () => {
     await notifications();
@@ -141,10 +198,16 @@ describe("email tasks", () => {
   it("daily-summary exits 75 with SMTP down (nothing recorded as sent) and 65 on a query without recipient", async () => {
     await notifications();
     const [closed] = await freePorts(1);
-    const down = await runTask("email.daily-summary", digest, { env: { ...env, SMTP_URL: `smtp://127.0.0.1:${closed}` } });
+    const down = await runTask("email.daily-summary", digest, {
+      env: { ...env, SMTP_URL: `smtp://127.0.0.1:${closed}` },
+    });
     expect(down.code).toBe(75);
     expect((await db.query("SELECT count(*)::int AS n FROM email_digest_log")).rows[0].n).toBe(0);
-    const bad = await runTask("email.daily-summary", { ...digest, query: "SELECT title FROM notifications" }, { env });
+    const bad = await runTask(
+      "email.daily-summary",
+      { ...digest, query: "SELECT title FROM notifications" },
+      { env },
+    );
     expect(bad.code).toBe(65);
     expect(bad.stderr).toContain("must return text columns recipient and title");
     expect((await runTask("email.daily-summary", { query: "" }, { env })).code).toBe(64);
@@ -152,7 +215,9 @@ describe("email tasks", () => {
 
   it("daily-summary stops on SIGTERM between recipients", async () => {
     await db.query("CREATE TABLE notifications (recipient text, title text, body text, url text)");
-    await db.query("INSERT INTO notifications SELECT 'r' || g || '@example.com', 'item', NULL, NULL FROM generate_series(1, 300) g");
+    await db.query(
+      "INSERT INTO notifications SELECT 'r' || g || '@example.com', 'item', NULL, NULL FROM generate_series(1, 300) g",
+    );
     const run = await runTask("email.daily-summary", digest, { env, sigtermWhen: "sent digest" });
     expect(run.code).toBe(75);
     const logged = (await db.query("SELECT count(*)::int AS n FROM email_digest_log")).rows[0].n;

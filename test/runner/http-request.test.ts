@@ -18,7 +18,9 @@ describe("http.request", () => {
       });
       req.on("end", () => {
         received.push({ method: req.method, url: req.url, auth: req.headers.authorization, body });
-        const status = Number(new URL(req.url ?? "/", "http://x").searchParams.get("status") ?? 200);
+        const status = Number(
+          new URL(req.url ?? "/", "http://x").searchParams.get("status") ?? 200,
+        );
         if (req.url?.startsWith("/slow")) setTimeout(() => res.writeHead(200).end("late"), 5000);
         else res.writeHead(status).end(`status ${status}`);
       });
@@ -34,12 +36,22 @@ describe("http.request", () => {
   it("calls the URL with method, headers from env and body, and reports the status", async () => {
     const run = await runTask(
       "http.request",
-      { url: `${base}/hook`, method: "POST", body: '{"ping":1}', headersFromEnv: { Authorization: "HOOK_TOKEN" } },
+      {
+        url: `${base}/hook`,
+        method: "POST",
+        body: '{"ping":1}',
+        headersFromEnv: { Authorization: "HOOK_TOKEN" },
+      },
       { env: { HOOK_TOKEN: "Bearer s3cret" } },
     );
     expect(run.code).toBe(0);
     expect(run.result).toMatchObject({ task: "http.request", outcome: "succeeded", status: 200 });
-    expect(received.at(-1)).toMatchObject({ method: "POST", url: "/hook", auth: "Bearer s3cret", body: '{"ping":1}' });
+    expect(received.at(-1)).toMatchObject({
+      method: "POST",
+      url: "/hook",
+      auth: "Bearer s3cret",
+      body: '{"ping":1}',
+    });
   });
 
   it("is idempotent to run twice (the same request, the same result)", async () => {
@@ -58,7 +70,9 @@ describe("http.request", () => {
     const notFound = await runTask("http.request", { url: `${base}/x?status=404` });
     expect(notFound.code).toBe(65);
     expect(notFound.stderr).toContain("answered 404");
-    expect((await runTask("http.request", { url: `${base}/x?status=404`, expectedStatus: [404] })).code).toBe(0);
+    expect(
+      (await runTask("http.request", { url: `${base}/x?status=404`, expectedStatus: [404] })).code,
+    ).toBe(0);
   });
 
   it("times out as retryable", async () => {
@@ -75,7 +89,11 @@ describe("http.request", () => {
   });
 
   it("stops on SIGTERM mid-request and reports it as retryable", async () => {
-    const run = await runTask("http.request", { url: `${base}/slow`, timeout: "30s" }, { sigtermAfterMs: 700 });
+    const run = await runTask(
+      "http.request",
+      { url: `${base}/slow`, timeout: "30s" },
+      { sigtermAfterMs: 700 },
+    );
     expect(run.code).toBe(75);
     expect(run.result.outcome).toBe("failed");
   });

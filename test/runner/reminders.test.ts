@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import pg from "pg";
-import { afterAll, beforeAll, beforeEach, describe, expect, it, inject } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { freePorts } from "../controlplane/processes.ts";
 import { createDatabase } from "../support/postgres.ts";
 import { runTask } from "../support/runner.ts";
@@ -67,13 +67,25 @@ describe("reminders.dispatch", () => {
     expect(smtp.messages.map((m) => m.to[0])).toEqual(["ann@example.com"]);
     expect(hooks).toHaveLength(1);
     expect(hooks[0]).toMatchObject({ subject: "Standup" });
-    const standup = (await db.query("SELECT status, due_at > now() AS future, due_at - now() < interval '1 day' AS within_day, delivered_count FROM reminders WHERE subject = 'Standup'")).rows[0];
-    expect(standup).toMatchObject({ status: "pending", future: true, within_day: true, delivered_count: 1 });
+    const standup = (
+      await db.query(
+        "SELECT status, due_at > now() AS future, due_at - now() < interval '1 day' AS within_day, delivered_count FROM reminders WHERE subject = 'Standup'",
+      )
+    ).rows[0];
+    expect(standup).toMatchObject({
+      status: "pending",
+      future: true,
+      within_day: true,
+      delivered_count: 1,
+    });
   });
 
   it("never delivers one twice: a second run (even at once) delivers nothing more", async () => {
     await seed();
-    const [a, b] = await Promise.all([runTask("reminders.dispatch", { from: "r@example.com" }, { env }), runTask("reminders.dispatch", { from: "r@example.com" }, { env })]);
+    const [a, b] = await Promise.all([
+      runTask("reminders.dispatch", { from: "r@example.com" }, { env }),
+      runTask("reminders.dispatch", { from: "r@example.com" }, { env }),
+    ]);
     expect(a.result.delivered + b.result.delivered).toBe(2);
     const again = await runTask("reminders.dispatch", { from: "r@example.com" }, { env });
     expect(again.result.delivered).toBe(0);
@@ -86,20 +98,38 @@ describe("reminders.dispatch", () => {
     hookStatus = 503;
     const run = await runTask("reminders.dispatch", { from: "r@example.com" }, { env });
     expect(run.code).toBe(75);
-    const pending = (await db.query("SELECT count(*)::int AS n FROM reminders WHERE status = 'pending'")).rows[0].n;
+    const pending = (
+      await db.query("SELECT count(*)::int AS n FROM reminders WHERE status = 'pending'")
+    ).rows[0].n;
     expect(pending).toBeGreaterThanOrEqual(2);
     const [closed] = await freePorts(1);
-    expect((await runTask("reminders.dispatch", {}, { env: { ...env, DATABASE_URL: `postgres://x@127.0.0.1:${closed}/x` } })).code).toBe(75);
+    expect(
+      (
+        await runTask(
+          "reminders.dispatch",
+          {},
+          { env: { ...env, DATABASE_URL: `postgres://x@127.0.0.1:${closed}/x` } },
+        )
+      ).code,
+    ).toBe(75);
     const bad = await runTask("reminders.dispatch", { batchSize: -1 }, { env });
     expect(bad.code).toBe(64);
     expect(bad.stderr).toContain("params.batchSize");
   });
 
   it("stops on SIGTERM after the reminder in hand, releasing the rest", async () => {
-    await db.query("INSERT INTO reminders (channel, recipient, subject, message, due_at) SELECT 'email', 'u' || g || '@example.com', 's', 'm', now() - interval '1 minute' FROM generate_series(1, 200) g");
-    const run = await runTask("reminders.dispatch", { batchSize: 200, from: "r@example.com" }, { env, sigtermWhen: "delivered reminder" });
+    await db.query(
+      "INSERT INTO reminders (channel, recipient, subject, message, due_at) SELECT 'email', 'u' || g || '@example.com', 's', 'm', now() - interval '1 minute' FROM generate_series(1, 200) g",
+    );
+    const run = await runTask(
+      "reminders.dispatch",
+      { batchSize: 200, from: "r@example.com" },
+      { env, sigtermWhen: "delivered reminder" },
+    );
     expect(run.code).toBe(75);
-    const states = (await db.query("SELECT status, count(*)::int AS n FROM reminders GROUP BY status")).rows;
+    const states = (
+      await db.query("SELECT status, count(*)::int AS n FROM reminders GROUP BY status")
+    ).rows;
     expect(states.find((s) => s.status === "delivering")).toBeUndefined();
     expect(states.find((s) => s.status === "done")?.n).toBe(smtp.messages.length);
   });

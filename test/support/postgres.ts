@@ -6,13 +6,27 @@ import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
-import { freePorts, type ManagedProcess, startProcess, stopProcess } from "../controlplane/processes.ts";
+import {
+  freePorts,
+  type ManagedProcess,
+  startProcess,
+  stopProcess,
+} from "../controlplane/processes.ts";
 
 function binDir(): string {
   const base = "/usr/lib/postgresql";
-  const versions = existsSync(base) ? readdirSync(base).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a)) : [];
-  const found = versions.map((v) => join(base, v, "bin")).find((dir) => existsSync(join(dir, "postgres")));
-  if (!found) throw new Error("PostgreSQL server not found under /usr/lib/postgresql; install Debian's postgresql package (apt-get install postgresql)");
+  const versions = existsSync(base)
+    ? readdirSync(base)
+        .filter((v) => /^\d+$/.test(v))
+        .sort((a, b) => Number(b) - Number(a))
+    : [];
+  const found = versions
+    .map((v) => join(base, v, "bin"))
+    .find((dir) => existsSync(join(dir, "postgres")));
+  if (!found)
+    throw new Error(
+      "PostgreSQL server not found under /usr/lib/postgresql; install Debian's postgresql package (apt-get install postgresql)",
+    );
   return found;
 }
 
@@ -21,7 +35,9 @@ export interface PostgresServer {
   stop(): Promise<void>;
 }
 
-export async function startPostgres(log: (line: string) => void = () => {}): Promise<PostgresServer> {
+export async function startPostgres(
+  log: (line: string) => void = () => {},
+): Promise<PostgresServer> {
   const bin = binDir();
   const dir = mkdtempSync(join(tmpdir(), "nightshift-pg-"));
   const asRoot = userInfo().uid === 0;
@@ -32,12 +48,43 @@ export async function startPostgres(log: (line: string) => void = () => {}): Pro
     chownSync(dir, Number(ids), Number(gid));
   }
   const data = join(dir, "data");
-  execFileSync("setpriv", [...setpriv, "--", join(bin, "initdb"), "-D", data, "-U", "nightshift", "--auth=trust", "-E", "UTF8", "--no-sync"], { stdio: "ignore" });
+  execFileSync(
+    "setpriv",
+    [
+      ...setpriv,
+      "--",
+      join(bin, "initdb"),
+      "-D",
+      data,
+      "-U",
+      "nightshift",
+      "--auth=trust",
+      "-E",
+      "UTF8",
+      "--no-sync",
+    ],
+    { stdio: "ignore" },
+  );
   const [port] = await freePorts(1);
   const proc: ManagedProcess = startProcess(
     "postgres",
     join(bin, "postgres"),
-    ["-D", data, "-p", String(port), "-k", dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"],
+    [
+      "-D",
+      data,
+      "-p",
+      String(port),
+      "-k",
+      dir,
+      "-c",
+      "listen_addresses=127.0.0.1",
+      "-c",
+      "fsync=off",
+      "-c",
+      "synchronous_commit=off",
+      "-c",
+      "full_page_writes=off",
+    ],
     join(dir, "postgres.log"),
     setpriv,
   );
@@ -50,7 +97,10 @@ export async function startPostgres(log: (line: string) => void = () => {}): Pro
       await client.end();
       break;
     } catch (error) {
-      if (Date.now() > deadline || proc.child.exitCode !== null) throw new Error(`PostgreSQL did not start: ${(error as Error).message}; log in ${dir}/postgres.log`);
+      if (Date.now() > deadline || proc.child.exitCode !== null)
+        throw new Error(
+          `PostgreSQL did not start: ${(error as Error).message}; log in ${dir}/postgres.log`,
+        );
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
   }
@@ -65,7 +115,11 @@ export async function startPostgres(log: (line: string) => void = () => {}): Pro
 }
 
 /** A fresh database with the handlers' schema, for one test file. */
-export async function createDatabase(adminUrl: string, name: string, schemaSql?: string): Promise<string> {
+export async function createDatabase(
+  adminUrl: string,
+  name: string,
+  schemaSql?: string,
+): Promise<string> {
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
   await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);

@@ -23,13 +23,36 @@ export interface RunOptions {
   sigtermWhen?: string;
 }
 
-export async function runTask(type: string, params: unknown, options: RunOptions = {}): Promise<RunResult> {
+export async function runTask(
+  type: string,
+  params: unknown,
+  options: RunOptions = {},
+): Promise<RunResult> {
   const dir = mkdtempSync(join(tmpdir(), "nightshift-run-"));
   const terminationPath = join(dir, "termination-log");
-  const child = spawn("setpriv", ["--pdeathsig", "KILL", "--", process.execPath, MAIN, "run", type, "--params", JSON.stringify(params)], {
-    env: { PATH: process.env.PATH ?? "", NIGHTSHIFT_TERMINATION_PATH: terminationPath, LOG_LEVEL: "debug", ...options.env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  const child = spawn(
+    "setpriv",
+    [
+      "--pdeathsig",
+      "KILL",
+      "--",
+      process.execPath,
+      MAIN,
+      "run",
+      type,
+      "--params",
+      JSON.stringify(params),
+    ],
+    {
+      env: {
+        PATH: process.env.PATH ?? "",
+        NIGHTSHIFT_TERMINATION_PATH: terminationPath,
+        LOG_LEVEL: "debug",
+        ...options.env,
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let stdout = "";
   let stderr = "";
   let signalled = false;
@@ -43,7 +66,8 @@ export async function runTask(type: string, params: unknown, options: RunOptions
   child.stderr.on("data", (c: Buffer) => {
     stderr += c.toString();
   });
-  if (options.sigtermAfterMs !== undefined) setTimeout(() => child.kill("SIGTERM"), options.sigtermAfterMs);
+  if (options.sigtermAfterMs !== undefined)
+    setTimeout(() => child.kill("SIGTERM"), options.sigtermAfterMs);
   const code = await new Promise<number | null>((resolve) => child.once("exit", (c) => resolve(c)));
   let result: Record<string, any> = {};
   try {
