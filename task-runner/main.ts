@@ -1,6 +1,7 @@
 // The Nightshift task runner: `node task-runner/main.ts run <task-type>
 // --params '<json>'`, or NIGHTSHIFT_TASK and NIGHTSHIFT_PARAMS in the
 // environment (how the operator starts it). Exit codes follow errors.ts.
+import { existsSync } from "node:fs";
 import { parseArgs } from "node:util";
 import pino from "pino";
 import { catalogue, isTaskType, taskTypes, validateParams } from "../crds/catalogue/index.ts";
@@ -14,11 +15,12 @@ const USAGE = `usage: node task-runner/main.ts run <task-type> [--params '<json>
 task types: ${taskTypes.join(", ")}`;
 
 const log = pino({ level: process.env.LOG_LEVEL ?? "info", base: { component: "task-runner" } });
-const terminationPath = process.env.NIGHTSHIFT_TERMINATION_PATH ?? "/dev/termination-log";
+// Kubernetes mounts /dev/termination-log; run by hand, the result is only logged.
+const terminationPath = process.env.NIGHTSHIFT_TERMINATION_PATH ?? (existsSync("/dev/termination-log") ? "/dev/termination-log" : undefined);
 const stopGraceMs = Number(process.env.NIGHTSHIFT_STOP_GRACE_MS ?? 8000);
 
 function finish(exitCode: number, result: Record<string, unknown>): never {
-  writeResult(terminationPath, result);
+  if (terminationPath) writeResult(terminationPath, result);
   if (exitCode !== EXIT.ok)
     process.stderr.write(`nightshift-task-runner: ${String(result.error ?? "failed")}\n`);
   log.info({ exitCode, result }, "finished");
