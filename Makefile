@@ -7,7 +7,7 @@ NODE := $(CURDIR)/node_modules/.bin/node
 CLUSTER_DIR := $(CURDIR)/.cluster
 KUBECONFIG_LOCAL := $(CLUSTER_DIR)/kubeconfig
 
-.PHONY: deps binaries typecheck lint format test cluster cluster-down demo run crds
+.PHONY: deps binaries typecheck lint format test cluster cluster-down demo run crds bench
 
 node_modules/.deps-installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -57,3 +57,7 @@ run: deps binaries
 
 crds: deps
 	$(NODE) crds/generate.ts
+
+# Figures for DESIGN.md's targets: BENCH_TASKS=10000 make bench for the full size.
+bench: deps binaries
+	$(NODE) bench/operator.ts

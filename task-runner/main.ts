@@ -16,7 +16,9 @@ task types: ${taskTypes.join(", ")}`;
 
 const log = pino({ level: process.env.LOG_LEVEL ?? "info", base: { component: "task-runner" } });
 // Kubernetes mounts /dev/termination-log; run by hand, the result is only logged.
-const terminationPath = process.env.NIGHTSHIFT_TERMINATION_PATH ?? (existsSync("/dev/termination-log") ? "/dev/termination-log" : undefined);
+const terminationPath =
+  process.env.NIGHTSHIFT_TERMINATION_PATH ??
+  (existsSync("/dev/termination-log") ? "/dev/termination-log" : undefined);
 const stopGraceMs = Number(process.env.NIGHTSHIFT_STOP_GRACE_MS ?? 8000);
 
 function finish(exitCode: number, result: Record<string, unknown>): never {

@@ -1,27 +1,13 @@
 // The operator core end to end: a real operator process against the real
 // control plane, observed through kubectl and the API like a user would.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createNamespace, eventually, kubectl, kubectlResult } from "./support/cluster.ts";
-import { OperatorProcess } from "./support/operator.ts";
+import { OperatorProcess, operatorForSuite } from "./support/operator.ts";
 import { apply, condition, getJson, task, waitForCondition } from "./support/tasks.ts";
 
 describe("BackgroundTask operator", () => {
-  let ns: string;
-  let operator: OperatorProcess;
-
-  beforeAll(async () => {
-    ns = await createNamespace("op");
-    operator = await OperatorProcess.start({
-      namespaces: [ns],
-      priorityClasses: "high=nightshift-high,low=nightshift-low",
-    });
-  });
-  afterAll(async () => {
-    await operator?.stop();
-  });
-  afterEach((context) => {
-    if (context.task.result?.state === "fail")
-      console.log(`operator output:\n${operator.output.slice(-4000)}`);
+  const suite = operatorForSuite("op", {
+    priorityClasses: "high=nightshift-high,low=nightshift-low",
   });
 
   it("creates the CronJob a task describes, and reports Ready", async () => {
@@ -31,11 +17,11 @@ describe("BackgroundTask operator", () => {
       "generic",
       "db",
       "-n",
-      ns,
+      suite.ns,
       "--from-literal=DATABASE_URL=postgres://x",
     ]);
     apply(
-      task(ns, "sessions", {
+      task(suite.ns, "sessions", {
         task: "maintenance.cleanup-sessions",
         schedule: "H 4 * * *",
         timeZone: "Europe/Berlin",
@@ -61,9 +47,9 @@ describe("BackgroundTask operator", () => {
         },
       }),
     );
-    kubectl(["wait", "--for=condition=Ready", `bgt/sessions`, "-n", ns, "--timeout=30s"]);
-    const bgt = getJson(["bgt", "sessions", "-n", ns]);
-    const cj = getJson(["cronjob", "sessions", "-n", ns]);
+    kubectl(["wait", "--for=condition=Ready", `bgt/sessions`, "-n", suite.ns, "--timeout=30s"]);
+    const bgt = getJson(["bgt", "sessions", "-n", suite.ns]);
+    const cj = getJson(["cronjob", "sessions", "-n", suite.ns]);
     expect(cj).toBeDefined();
     if (!cj || !bgt) return;
 
@@ -145,7 +131,7 @@ describe("BackgroundTask operator", () => {
     const names = ["h-a", "h-b", "h-c", "h-d", "h-e", "h-f"];
     for (const name of names)
       apply(
-        task(ns, name, {
+        task(suite.ns, name, {
           task: "http.request",
           schedule: "H H * * *",
           params: { url: "http://example.invalid/" },
@@ -153,39 +139,39 @@ describe("BackgroundTask operator", () => {
       );
     const schedules = await eventually(() => {
       const s = names.map(
-        (name) => getJson(["cronjob", name, "-n", ns])?.spec.schedule as string | undefined,
+        (name) => getJson(["cronjob", name, "-n", suite.ns])?.spec.schedule as string | undefined,
       );
       return s.every(Boolean) ? s : undefined;
     });
     expect(new Set(schedules).size).toBeGreaterThan(1);
-    kubectl(["delete", "cronjob", "h-a", "-n", ns]);
+    kubectl(["delete", "cronjob", "h-a", "-n", suite.ns]);
     const again = await eventually(
-      () => getJson(["cronjob", "h-a", "-n", ns])?.spec.schedule as string | undefined,
+      () => getJson(["cronjob", "h-a", "-n", suite.ns])?.spec.schedule as string | undefined,
     );
     expect(again).toBe(schedules[0]);
   });
 
   it("updates the CronJob when the task changes, and reflects suspend in status", async () => {
     apply(
-      task(ns, "digest", {
+      task(suite.ns, "digest", {
         task: "email.daily-summary",
         params: { query: "select 1", from: "ops@example.com" },
       }),
     );
-    await waitForCondition(ns, "digest", "Ready", "True");
-    expect(getJson(["cronjob", "digest", "-n", ns])?.spec.schedule).toBe("0 8 * * *");
+    await waitForCondition(suite.ns, "digest", "Ready", "True");
+    expect(getJson(["cronjob", "digest", "-n", suite.ns])?.spec.schedule).toBe("0 8 * * *");
     kubectl([
       "patch",
       "bgt",
       "digest",
       "-n",
-      ns,
+      suite.ns,
       "--type=merge",
       "-p",
       JSON.stringify({ spec: { schedule: "30 7 * * 1-5", suspend: true } }),
     ]);
-    const bgt = await waitForCondition(ns, "digest", "Suspended", "True");
-    const cj = getJson(["cronjob", "digest", "-n", ns]);
+    const bgt = await waitForCondition(suite.ns, "digest", "Suspended", "True");
+    const cj = getJson(["cronjob", "digest", "-n", suite.ns]);
     expect(cj?.spec).toMatchObject({ schedule: "30 7 * * 1-5", suspend: true });
     expect(bgt.status?.phase).toBe("Suspended");
     expect(bgt.status?.nextScheduleTime).toBeUndefined();
@@ -193,35 +179,35 @@ describe("BackgroundTask operator", () => {
 
   it("repairs drift: an edited CronJob is restored and a deleted one comes back", async () => {
     apply(
-      task(ns, "drift", {
+      task(suite.ns, "drift", {
         task: "files.cleanup-temp",
         schedule: "0 2 * * *",
         params: { paths: ["/data/tmp"], olderThan: "24h" },
       }),
     );
-    await waitForCondition(ns, "drift", "Ready", "True");
+    await waitForCondition(suite.ns, "drift", "Ready", "True");
     kubectl([
       "patch",
       "cronjob",
       "drift",
       "-n",
-      ns,
+      suite.ns,
       "--type=merge",
       "-p",
       JSON.stringify({ spec: { schedule: "* * * * *", suspend: true } }),
     ]);
     await eventually(
       () => {
-        const cj = getJson(["cronjob", "drift", "-n", ns]);
+        const cj = getJson(["cronjob", "drift", "-n", suite.ns]);
         return cj?.spec.schedule === "0 2 * * *" && cj.spec.suspend === false ? true : undefined;
       },
       { what: "edited CronJob restored" },
     );
-    const uid = getJson(["cronjob", "drift", "-n", ns])?.metadata.uid;
-    kubectl(["delete", "cronjob", "drift", "-n", ns, "--wait=true"]);
+    const uid = getJson(["cronjob", "drift", "-n", suite.ns])?.metadata.uid;
+    kubectl(["delete", "cronjob", "drift", "-n", suite.ns, "--wait=true"]);
     const recreated = await eventually(
       () => {
-        const cj = getJson(["cronjob", "drift", "-n", ns]);
+        const cj = getJson(["cronjob", "drift", "-n", suite.ns]);
         return cj && cj.metadata.uid !== uid ? cj : undefined;
       },
       { what: "deleted CronJob recreated" },
@@ -231,16 +217,16 @@ describe("BackgroundTask operator", () => {
 
   it("removes the CronJob when the task is deleted", async () => {
     apply(
-      task(ns, "gone", {
+      task(suite.ns, "gone", {
         task: "http.request",
         schedule: "@hourly",
         params: { url: "https://example.com/hook" },
       }),
     );
-    await waitForCondition(ns, "gone", "Ready", "True");
-    kubectl(["delete", "bgt", "gone", "-n", ns]);
+    await waitForCondition(suite.ns, "gone", "Ready", "True");
+    kubectl(["delete", "bgt", "gone", "-n", suite.ns]);
     // The garbage collector learns about a new CRD on its discovery resync (every 30 s), hence the wait.
-    await eventually(() => (getJson(["cronjob", "gone", "-n", ns]) ? undefined : true), {
+    await eventually(() => (getJson(["cronjob", "gone", "-n", suite.ns]) ? undefined : true), {
       what: "CronJob garbage collected",
       timeoutMs: 90_000,
     });
@@ -269,7 +255,10 @@ describe("BackgroundTask operator", () => {
     [{ task: "http.request", priority: "urgent" }, 'spec.priority: Unsupported value: "urgent"'],
     [{ task: "http.request", bogus: true }, 'unknown field "spec.bogus"'],
   ])("rejects at admission with the field named: %j", (spec, message) => {
-    const result = kubectlResult(["apply", "-f", "-"], JSON.stringify(task(ns, "rejected", spec)));
+    const result = kubectlResult(
+      ["apply", "-f", "-"],
+      JSON.stringify(task(suite.ns, "rejected", spec)),
+    );
     expect(result.ok).toBe(false);
     expect(result.output).toContain(message);
   });
@@ -338,20 +327,20 @@ describe("BackgroundTask operator", () => {
   ])(
     "marks %s SpecValid=False with a reason, the field and a Warning event",
     async (name, spec, reason, field) => {
-      apply(task(ns, name, spec));
-      const bgt = await waitForCondition(ns, name, "SpecValid", "False", reason);
+      apply(task(suite.ns, name, spec));
+      const bgt = await waitForCondition(suite.ns, name, "SpecValid", "False", reason);
       expect(condition(bgt, "SpecValid")?.message).toContain(field);
       expect(condition(bgt, "Ready")).toMatchObject({ status: "False", reason });
       expect(condition(bgt, "Stalled")?.status).toBe("True");
       expect(bgt.status?.phase).toBe("Invalid");
-      expect(getJson(["cronjob", name, "-n", ns])).toBeUndefined();
+      expect(getJson(["cronjob", name, "-n", suite.ns])).toBeUndefined();
       const events = await eventually(
         () => {
           const out = kubectl([
             "get",
             "events",
             "-n",
-            ns,
+            suite.ns,
             "--field-selector",
             `involvedObject.name=${name},type=Warning`,
             "-o",
@@ -372,21 +361,21 @@ describe("BackgroundTask operator", () => {
 
   it("becomes valid once a missing Secret is created", async () => {
     apply(
-      task(ns, "needs-secret", {
+      task(suite.ns, "needs-secret", {
         task: "http.request",
         schedule: "@daily",
         params: { url: "https://example.com" },
         env: [{ name: "TOKEN", valueFrom: { secretKeyRef: { name: "late", key: "token" } } }],
       }),
     );
-    await waitForCondition(ns, "needs-secret", "SpecValid", "False", "MissingSecret");
-    kubectl(["create", "secret", "generic", "late", "-n", ns, "--from-literal=token=t"]);
-    await waitForCondition(ns, "needs-secret", "Ready", "True");
+    await waitForCondition(suite.ns, "needs-secret", "SpecValid", "False", "MissingSecret");
+    kubectl(["create", "secret", "generic", "late", "-n", suite.ns, "--from-literal=token=t"]);
+    await waitForCondition(suite.ns, "needs-secret", "Ready", "True");
   });
 
   it("shows task, schedule, status, last success, failures, next run and age in kubectl get bgt", async () => {
-    await waitForCondition(ns, "sessions", "Ready", "True");
-    const table = kubectl(["get", "bgt", "sessions", "-n", ns]);
+    await waitForCondition(suite.ns, "sessions", "Ready", "True");
+    const table = kubectl(["get", "bgt", "sessions", "-n", suite.ns]);
     const [header, row] = table.trim().split("\n");
     expect(header?.split(/\s{2,}/)).toEqual([
       "NAME",
@@ -400,29 +389,32 @@ describe("BackgroundTask operator", () => {
     ]);
     expect(row).toContain("maintenance.cleanup-sessions");
     expect(row).toContain("Ready");
-    const wide = kubectl(["get", "bgtask", "sessions", "-n", ns, "-o", "wide"]);
+    const wide = kubectl(["get", "bgtask", "sessions", "-n", suite.ns, "-o", "wide"]);
     expect(wide).toContain("Europe/Berlin");
-    expect(kubectl(["get", "nightshift", "-n", ns])).toContain("sessions");
+    expect(kubectl(["get", "nightshift", "-n", suite.ns])).toContain("sessions");
   });
 
   it("keeps lastTransitionTime when a condition does not flip", async () => {
-    const before = condition(await waitForCondition(ns, "sessions", "Ready", "True"), "Ready");
+    const before = condition(
+      await waitForCondition(suite.ns, "sessions", "Ready", "True"),
+      "Ready",
+    );
     kubectl([
       "patch",
       "bgt",
       "sessions",
       "-n",
-      ns,
+      suite.ns,
       "--type=merge",
       "-p",
       JSON.stringify({ spec: { startingDeadlineSeconds: 120 } }),
     ]);
     await eventually(() =>
-      getJson(["cronjob", "sessions", "-n", ns])?.spec.startingDeadlineSeconds === 120
+      getJson(["cronjob", "sessions", "-n", suite.ns])?.spec.startingDeadlineSeconds === 120
         ? true
         : undefined,
     );
-    const after = condition(await waitForCondition(ns, "sessions", "Ready", "True"), "Ready");
+    const after = condition(await waitForCondition(suite.ns, "sessions", "Ready", "True"), "Ready");
     expect(after?.lastTransitionTime).toBe(before?.lastTransitionTime);
   });
 });

@@ -1,8 +1,8 @@
 // Run accounting, retries, circuit breaker and run-now, end to end: runs are
 // real Jobs whose pods kwok drives to the exit codes a runner would return.
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { createNamespace, eventually, kubectl } from "./support/cluster.ts";
-import { OperatorProcess } from "./support/operator.ts";
+import { describe, expect, it } from "vitest";
+import { eventually, kubectl } from "./support/cluster.ts";
+import { OperatorProcess, operatorForSuite } from "./support/operator.ts";
 import { kwokPodBehaviour, startScheduledRun } from "./support/runs.ts";
 import {
   apply,
@@ -18,46 +18,38 @@ import {
 const NEVER = "0 0 1 1 *"; // scheduled runs never interfere: these tests start runs themselves
 
 describe("run accounting", () => {
-  let ns: string;
-  let operator: OperatorProcess;
-
-  beforeAll(async () => {
-    ns = await createNamespace("runs");
-    operator = await OperatorProcess.start({ namespaces: [ns] });
-  });
-  afterAll(async () => {
-    await operator?.stop();
-  });
-  afterEach((context) => {
-    if (context.task.result?.state === "fail")
-      console.log(`operator output:\n${operator.output.slice(-4000)}`);
-  });
+  const suite = operatorForSuite("runs");
 
   it("records successful and failed runs in every status field, with events", async () => {
     apply(
-      task(ns, "hook", {
+      task(suite.ns, "hook", {
         task: "http.request",
         schedule: NEVER,
         params: { url: "https://example.com" },
       }),
     );
-    await waitForCondition(ns, "hook", "Ready", "True");
+    await waitForCondition(suite.ns, "hook", "Ready", "True");
 
-    startScheduledRun(ns, "hook", "hook-1", {
+    startScheduledRun(suite.ns, "hook", "hook-1", {
       duration: "3s",
       result: '{"status":200,"durationMs":41}',
     });
     const running = await waitForStatus(
-      ns,
+      suite.ns,
       "hook",
       "run active",
       (s) => s.active?.[0]?.name === "hook-1",
     );
     expect(running.status?.phase).toBe("Running");
-    const job = getJson(["job", "hook-1", "-n", ns]);
+    const job = getJson(["job", "hook-1", "-n", suite.ns]);
     expect(job?.metadata.finalizers).toContain("nightshift.dev/run-accounting");
 
-    let bgt = await waitForStatus(ns, "hook", "first run recorded", (s) => s.runs?.total === 1);
+    let bgt = await waitForStatus(
+      suite.ns,
+      "hook",
+      "first run recorded",
+      (s) => s.runs?.total === 1,
+    );
     expect(bgt.status?.runs).toEqual({ total: 1, succeeded: 1, failed: 0 });
     expect(bgt.status?.consecutiveFailures).toBe(0);
     expect(bgt.status?.active).toBeUndefined();
@@ -74,13 +66,13 @@ describe("run accounting", () => {
     );
     expect(bgt.status?.lastSuccessTime).toBe(bgt.status?.lastRun.completionTime);
     const recordedJob = await eventually(() => {
-      const j = getJson(["job", "hook-1", "-n", ns]);
+      const j = getJson(["job", "hook-1", "-n", suite.ns]);
       return j?.metadata.annotations?.["nightshift.dev/recorded"] === "true" ? j : undefined;
     });
     expect(recordedJob.metadata.finalizers ?? []).not.toContain("nightshift.dev/run-accounting");
 
-    startScheduledRun(ns, "hook", "hook-2", { exitCode: 65 });
-    bgt = await waitForStatus(ns, "hook", "failed run recorded", (s) => s.runs?.total === 2);
+    startScheduledRun(suite.ns, "hook", "hook-2", { exitCode: 65 });
+    bgt = await waitForStatus(suite.ns, "hook", "failed run recorded", (s) => s.runs?.total === 2);
     expect(bgt.status?.runs).toEqual({ total: 2, succeeded: 1, failed: 1 });
     expect(bgt.status?.consecutiveFailures).toBe(1);
     expect(bgt.status?.phase).toBe("Failing");
@@ -93,34 +85,39 @@ describe("run accounting", () => {
     });
     expect(bgt.status?.lastFailureTime).toBe(bgt.status?.lastRun.completionTime);
     const failed = await eventually(() => {
-      const items = warningEvents(ns, "hook", "RunFailed");
+      const items = warningEvents(suite.ns, "hook", "RunFailed");
       return items.length ? items : undefined;
     });
     expect(failed[0]?.message).toContain("hook-2 failed with exit code 65");
 
-    startScheduledRun(ns, "hook", "hook-3");
-    bgt = await waitForStatus(ns, "hook", "recovery recorded", (s) => s.runs?.total === 3);
+    startScheduledRun(suite.ns, "hook", "hook-3");
+    bgt = await waitForStatus(suite.ns, "hook", "recovery recorded", (s) => s.runs?.total === 3);
     expect(bgt.status?.consecutiveFailures).toBe(0);
     expect(bgt.status?.phase).toBe("Ready");
-    await eventually(() => (warningEvents(ns, "hook", "Recovered").length ? true : undefined), {
-      what: "Recovered event",
-    });
-    expect(kubectl(["get", "bgt", "hook", "-n", ns, "-o", "wide"])).toMatch(/hook\s+http\.request/);
+    await eventually(
+      () => (warningEvents(suite.ns, "hook", "Recovered").length ? true : undefined),
+      {
+        what: "Recovered event",
+      },
+    );
+    expect(kubectl(["get", "bgt", "hook", "-n", suite.ns, "-o", "wide"])).toMatch(
+      /hook\s+http\.request/,
+    );
   });
 
   it("retries exit code 75 inside the run (backoffLimit) but fails 78 at once", async () => {
     apply(
-      task(ns, "retrying", {
+      task(suite.ns, "retrying", {
         task: "http.request",
         schedule: NEVER,
         retry: { limit: 2 },
         params: { url: "https://example.com" },
       }),
     );
-    await waitForCondition(ns, "retrying", "Ready", "True");
-    startScheduledRun(ns, "retrying", "retrying-75", { exitCode: 75 });
+    await waitForCondition(suite.ns, "retrying", "Ready", "True");
+    startScheduledRun(suite.ns, "retrying", "retrying-75", { exitCode: 75 });
     let bgt = await waitForStatus(
-      ns,
+      suite.ns,
       "retrying",
       "75 recorded",
       (s) => s.runs?.total === 1,
@@ -136,7 +133,7 @@ describe("run accounting", () => {
         "get",
         "pods",
         "-n",
-        ns,
+        suite.ns,
         "-l",
         "batch.kubernetes.io/job-name=retrying-75",
         "-o",
@@ -145,8 +142,8 @@ describe("run accounting", () => {
     ).items;
     expect(pods75.length).toBe(3);
 
-    startScheduledRun(ns, "retrying", "retrying-78", { exitCode: 78 });
-    bgt = await waitForStatus(ns, "retrying", "78 recorded", (s) => s.runs?.total === 2);
+    startScheduledRun(suite.ns, "retrying", "retrying-78", { exitCode: 78 });
+    bgt = await waitForStatus(suite.ns, "retrying", "78 recorded", (s) => s.runs?.total === 2);
     expect(bgt.status?.lastRun).toMatchObject({
       outcome: "Failed",
       exitCode: 78,
@@ -157,7 +154,7 @@ describe("run accounting", () => {
         "get",
         "pods",
         "-n",
-        ns,
+        suite.ns,
         "-l",
         "batch.kubernetes.io/job-name=retrying-78",
         "-o",
@@ -170,7 +167,7 @@ describe("run accounting", () => {
   it("starts delayed retry runs with exponential backoff, then gives up", async () => {
     const failing = kwokPodBehaviour({ exitCode: 75 });
     apply(
-      task(ns, "flaky", {
+      task(suite.ns, "flaky", {
         task: "http.request",
         schedule: NEVER,
         retry: {
@@ -181,17 +178,17 @@ describe("run accounting", () => {
         params: { url: "https://example.com" },
       }),
     );
-    await waitForCondition(ns, "flaky", "Ready", "True");
-    kubectl(["annotate", "bgt", "flaky", "-n", ns, "nightshift.dev/run-now=first"]);
+    await waitForCondition(suite.ns, "flaky", "Ready", "True");
+    kubectl(["annotate", "bgt", "flaky", "-n", suite.ns, "nightshift.dev/run-now=first"]);
     const bgt = await waitForStatus(
-      ns,
+      suite.ns,
       "flaky",
       "manual run and two retries recorded",
       (s) => s.runs?.total === 3 && !s.retry,
       60_000,
     );
     expect(bgt.status?.runs).toEqual({ total: 3, succeeded: 0, failed: 3 });
-    const jobs = jobsOf(ns, "flaky").sort((a, b) =>
+    const jobs = jobsOf(suite.ns, "flaky").sort((a, b) =>
       a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp),
     );
     expect(jobs.map((j) => j.metadata.annotations["nightshift.dev/run-kind"])).toEqual([
@@ -217,21 +214,21 @@ describe("run accounting", () => {
     expect(secondWait).toBeGreaterThanOrEqual(2000);
     expect(secondWait).toBeGreaterThan(firstWait);
     await new Promise((resolve) => setTimeout(resolve, 6000));
-    expect(jobsOf(ns, "flaky").length).toBe(3);
+    expect(jobsOf(suite.ns, "flaky").length).toBe(3);
   });
 
   it("starts exactly one run per run-now value, also across an operator restart", async () => {
     apply(
-      task(ns, "manual", {
+      task(suite.ns, "manual", {
         task: "http.request",
         schedule: NEVER,
         params: { url: "https://example.com" },
       }),
     );
-    await waitForCondition(ns, "manual", "Ready", "True");
-    kubectl(["annotate", "bgt", "manual", "-n", ns, "nightshift.dev/run-now=1700000000"]);
+    await waitForCondition(suite.ns, "manual", "Ready", "True");
+    kubectl(["annotate", "bgt", "manual", "-n", suite.ns, "nightshift.dev/run-now=1700000000"]);
     await waitForStatus(
-      ns,
+      suite.ns,
       "manual",
       "one run",
       (s) => s.runs?.total === 1 && s.lastRunNowValue === "1700000000",
@@ -242,32 +239,31 @@ describe("run accounting", () => {
       "bgt",
       "manual",
       "-n",
-      ns,
+      suite.ns,
       "nightshift.dev/run-now=1700000000",
       "unrelated=change",
     ]);
-    await operator.stop();
-    operator = await OperatorProcess.start({ namespaces: [ns] });
+    await suite.restart();
     await new Promise((resolve) => setTimeout(resolve, 3000));
-    expect(jobsOf(ns, "manual").length).toBe(1);
+    expect(jobsOf(suite.ns, "manual").length).toBe(1);
     kubectl([
       "annotate",
       "--overwrite",
       "bgt",
       "manual",
       "-n",
-      ns,
+      suite.ns,
       "nightshift.dev/run-now=1700000001",
     ]);
-    const bgt = await waitForStatus(ns, "manual", "second run", (s) => s.runs?.total === 2);
+    const bgt = await waitForStatus(suite.ns, "manual", "second run", (s) => s.runs?.total === 2);
     expect(bgt.status?.lastRunNowValue).toBe("1700000001");
-    expect(jobsOf(ns, "manual").length).toBe(2);
+    expect(jobsOf(suite.ns, "manual").length).toBe(2);
     expect(
       kubectl([
         "get",
         "events",
         "-n",
-        ns,
+        suite.ns,
         "--field-selector",
         "involvedObject.name=manual,reason=RunStarted",
       ]),
@@ -276,7 +272,7 @@ describe("run accounting", () => {
 
   it("prunes recorded runs beyond the history limits, keeping the newest", async () => {
     apply(
-      task(ns, "pruned", {
+      task(suite.ns, "pruned", {
         task: "http.request",
         schedule: NEVER,
         successfulRunsHistoryLimit: 2,
@@ -284,14 +280,14 @@ describe("run accounting", () => {
         params: { url: "https://example.com" },
       }),
     );
-    await waitForCondition(ns, "pruned", "Ready", "True");
-    for (let i = 1; i <= 5; i++) startScheduledRun(ns, "pruned", `pruned-${i}`);
-    startScheduledRun(ns, "pruned", "pruned-f1", { exitCode: 1 });
-    startScheduledRun(ns, "pruned", "pruned-f2", { exitCode: 1, duration: "1s" });
-    await waitForStatus(ns, "pruned", "all recorded", (s) => s.runs?.total === 7);
+    await waitForCondition(suite.ns, "pruned", "Ready", "True");
+    for (let i = 1; i <= 5; i++) startScheduledRun(suite.ns, "pruned", `pruned-${i}`);
+    startScheduledRun(suite.ns, "pruned", "pruned-f1", { exitCode: 1 });
+    startScheduledRun(suite.ns, "pruned", "pruned-f2", { exitCode: 1, duration: "1s" });
+    await waitForStatus(suite.ns, "pruned", "all recorded", (s) => s.runs?.total === 7);
     const names = await eventually(
       () => {
-        const n = jobsOf(ns, "pruned")
+        const n = jobsOf(suite.ns, "pruned")
           .filter((j) => !j.metadata.deletionTimestamp)
           .map((j) => j.metadata.name)
           .sort();
@@ -305,7 +301,7 @@ describe("run accounting", () => {
 
   it("counts every run that finished while the operator was down", async () => {
     apply(
-      task(ns, "downtime", {
+      task(suite.ns, "downtime", {
         task: "http.request",
         schedule: NEVER,
         successfulRunsHistoryLimit: 1,
@@ -313,13 +309,13 @@ describe("run accounting", () => {
         params: { url: "https://example.com" },
       }),
     );
-    await waitForCondition(ns, "downtime", "Ready", "True");
-    await operator.stop();
+    await waitForCondition(suite.ns, "downtime", "Ready", "True");
+    await suite.operator.stop();
     for (let i = 0; i < 6; i++)
-      startScheduledRun(ns, "downtime", `downtime-${i}`, i % 3 === 0 ? { exitCode: 65 } : {});
+      startScheduledRun(suite.ns, "downtime", `downtime-${i}`, i % 3 === 0 ? { exitCode: 65 } : {});
     await eventually(
       () => {
-        const jobs = jobsOf(ns, "downtime");
+        const jobs = jobsOf(suite.ns, "downtime");
         return jobs.length === 6 &&
           jobs.every((j) =>
             j.status?.conditions?.some((c: { status: string }) => c.status === "True"),
@@ -329,9 +325,9 @@ describe("run accounting", () => {
       },
       { what: "runs to finish while the operator is down" },
     );
-    operator = await OperatorProcess.start({ namespaces: [ns] });
+    suite.operator = await OperatorProcess.start({ namespaces: [suite.ns] });
     const bgt = await waitForStatus(
-      ns,
+      suite.ns,
       "downtime",
       "downtime runs recorded",
       (s) => s.runs?.total === 6,
@@ -339,7 +335,7 @@ describe("run accounting", () => {
     expect(bgt.status?.runs).toEqual({ total: 6, succeeded: 4, failed: 2 });
     await eventually(
       () =>
-        jobsOf(ns, "downtime").filter((j) => !j.metadata.deletionTimestamp).length === 2
+        jobsOf(suite.ns, "downtime").filter((j) => !j.metadata.deletionTimestamp).length === 2
           ? true
           : undefined,
       { what: "pruned after recording" },
@@ -348,25 +344,12 @@ describe("run accounting", () => {
 });
 
 describe("circuit breaker", () => {
-  let ns: string;
-  let operator: OperatorProcess;
-
-  beforeAll(async () => {
-    ns = await createNamespace("circuit");
-    operator = await OperatorProcess.start({ namespaces: [ns] });
-  });
-  afterAll(async () => {
-    await operator?.stop();
-  });
-  afterEach((context) => {
-    if (context.task.result?.state === "fail")
-      console.log(`operator output:\n${operator.output.slice(-4000)}`);
-  });
+  const suite = operatorForSuite("circuit");
 
   it("opens after N consecutive failures, suspends the CronJob, half-opens after the cooldown, closes on success", async () => {
     const failing = kwokPodBehaviour({ exitCode: 75 });
     apply(
-      task(ns, "breaker", {
+      task(suite.ns, "breaker", {
         task: "http.request",
         schedule: "@hourly",
         circuitBreaker: { failureThreshold: 2, cooldown: "3s", maxCooldown: "1m" },
@@ -374,29 +357,35 @@ describe("circuit breaker", () => {
         params: { url: "https://example.com" },
       }),
     );
-    await waitForCondition(ns, "breaker", "Ready", "True");
-    startScheduledRun(ns, "breaker", "breaker-1");
-    await waitForStatus(ns, "breaker", "first failure", (s) => s.consecutiveFailures === 1);
-    expect(getJson(["cronjob", "breaker", "-n", ns])?.spec.suspend).toBe(false);
-    startScheduledRun(ns, "breaker", "breaker-2");
-    let bgt = await waitForCondition(ns, "breaker", "CircuitOpen", "True", "ConsecutiveFailures");
+    await waitForCondition(suite.ns, "breaker", "Ready", "True");
+    startScheduledRun(suite.ns, "breaker", "breaker-1");
+    await waitForStatus(suite.ns, "breaker", "first failure", (s) => s.consecutiveFailures === 1);
+    expect(getJson(["cronjob", "breaker", "-n", suite.ns])?.spec.suspend).toBe(false);
+    startScheduledRun(suite.ns, "breaker", "breaker-2");
+    let bgt = await waitForCondition(
+      suite.ns,
+      "breaker",
+      "CircuitOpen",
+      "True",
+      "ConsecutiveFailures",
+    );
     expect(bgt.status?.phase).toBe("CircuitOpen");
     expect(bgt.status?.circuit).toMatchObject({ state: "Open", cooldownSeconds: 3 });
     expect(bgt.status?.nextScheduleTime).toBeUndefined();
-    expect(getJson(["cronjob", "breaker", "-n", ns])?.spec.suspend).toBe(true);
+    expect(getJson(["cronjob", "breaker", "-n", suite.ns])?.spec.suspend).toBe(true);
     await eventually(
-      () => (warningEvents(ns, "breaker", "CircuitOpened").length ? true : undefined),
+      () => (warningEvents(suite.ns, "breaker", "CircuitOpened").length ? true : undefined),
       { what: "CircuitOpened event" },
     );
 
     // The trial (still failing) re-opens the circuit with the cooldown doubled.
     bgt = await waitForStatus(
-      ns,
+      suite.ns,
       "breaker",
       "trial failed, cooldown doubled",
       (s) => s.circuit?.state === "Open" && s.circuit?.cooldownSeconds === 6 && s.runs?.total === 3,
     );
-    const trial = jobsOf(ns, "breaker").find(
+    const trial = jobsOf(suite.ns, "breaker").find(
       (j) => j.metadata.annotations["nightshift.dev/run-kind"] === "trial",
     );
     expect(trial).toBeDefined();
@@ -407,13 +396,13 @@ describe("circuit breaker", () => {
       "bgt",
       "breaker",
       "-n",
-      ns,
+      suite.ns,
       "--type=json",
       "-p",
       JSON.stringify([{ op: "remove", path: "/spec/podMetadata" }]),
     ]);
     bgt = await waitForStatus(
-      ns,
+      suite.ns,
       "breaker",
       "circuit closed",
       (s) => s.circuit?.state === "Closed",
@@ -421,13 +410,13 @@ describe("circuit breaker", () => {
     );
     expect(bgt.status?.consecutiveFailures).toBe(0);
     expect(condition(bgt, "CircuitOpen")).toMatchObject({ status: "False", reason: "Closed" });
-    expect(getJson(["cronjob", "breaker", "-n", ns])?.spec.suspend).toBe(false);
+    expect(getJson(["cronjob", "breaker", "-n", suite.ns])?.spec.suspend).toBe(false);
     expect(bgt.status?.nextScheduleTime).toBeDefined();
   });
 
   it("lets spec.suspend win over the breaker and closes at once on the reset annotation", async () => {
     apply(
-      task(ns, "held", {
+      task(suite.ns, "held", {
         task: "http.request",
         schedule: "@hourly",
         circuitBreaker: { failureThreshold: 1, cooldown: "2s" },
@@ -435,56 +424,56 @@ describe("circuit breaker", () => {
         params: { url: "https://example.com" },
       }),
     );
-    await waitForCondition(ns, "held", "Ready", "True");
+    await waitForCondition(suite.ns, "held", "Ready", "True");
     kubectl([
       "patch",
       "bgt",
       "held",
       "-n",
-      ns,
+      suite.ns,
       "--type=merge",
       "-p",
       JSON.stringify({ spec: { suspend: true } }),
     ]);
-    await waitForCondition(ns, "held", "Suspended", "True");
-    startScheduledRun(ns, "held", "held-1");
-    await waitForCondition(ns, "held", "CircuitOpen", "True");
+    await waitForCondition(suite.ns, "held", "Suspended", "True");
+    startScheduledRun(suite.ns, "held", "held-1");
+    await waitForCondition(suite.ns, "held", "CircuitOpen", "True");
     await new Promise((resolve) => setTimeout(resolve, 4000));
-    expect(jobsOf(ns, "held").length).toBe(1); // no trial while the user suspends the task
-    kubectl(["annotate", "bgt", "held", "-n", ns, "nightshift.dev/reset-circuit=now"]);
-    const bgt = await waitForCondition(ns, "held", "CircuitOpen", "False");
+    expect(jobsOf(suite.ns, "held").length).toBe(1); // no trial while the user suspends the task
+    kubectl(["annotate", "bgt", "held", "-n", suite.ns, "nightshift.dev/reset-circuit=now"]);
+    const bgt = await waitForCondition(suite.ns, "held", "CircuitOpen", "False");
     expect(bgt.status?.consecutiveFailures).toBe(0);
-    expect(getJson(["cronjob", "held", "-n", ns])?.spec.suspend).toBe(true); // still the user's suspend
+    expect(getJson(["cronjob", "held", "-n", suite.ns])?.spec.suspend).toBe(true); // still the user's suspend
     kubectl([
       "patch",
       "bgt",
       "held",
       "-n",
-      ns,
+      suite.ns,
       "--type=merge",
       "-p",
       JSON.stringify({ spec: { suspend: false } }),
     ]);
     await eventually(() =>
-      getJson(["cronjob", "held", "-n", ns])?.spec.suspend === false ? true : undefined,
+      getJson(["cronjob", "held", "-n", suite.ns])?.spec.suspend === false ? true : undefined,
     );
   });
 
   it("uses run-now as the half-open trial while the circuit is open", async () => {
     apply(
-      task(ns, "trial-now", {
+      task(suite.ns, "trial-now", {
         task: "http.request",
         schedule: "@hourly",
         circuitBreaker: { failureThreshold: 1, cooldown: "1h" },
         params: { url: "https://example.com" },
       }),
     );
-    await waitForCondition(ns, "trial-now", "Ready", "True");
-    startScheduledRun(ns, "trial-now", "trial-now-1", { exitCode: 75 });
-    await waitForCondition(ns, "trial-now", "CircuitOpen", "True");
-    kubectl(["annotate", "bgt", "trial-now", "-n", ns, "nightshift.dev/run-now=try"]);
+    await waitForCondition(suite.ns, "trial-now", "Ready", "True");
+    startScheduledRun(suite.ns, "trial-now", "trial-now-1", { exitCode: 75 });
+    await waitForCondition(suite.ns, "trial-now", "CircuitOpen", "True");
+    kubectl(["annotate", "bgt", "trial-now", "-n", suite.ns, "nightshift.dev/run-now=try"]);
     const bgt = await waitForStatus(
-      ns,
+      suite.ns,
       "trial-now",
       "closed by the manual trial",
       (s) => s.circuit?.state === "Closed" && s.runs?.total === 2,

@@ -313,7 +313,14 @@ export class BackgroundTaskReconciler {
     }
 
     // 4. Recorded: mark the Jobs, release them, prune history, tell the user.
-    for (const run of accounting.recorded) await this.releaseJob(namespace, run.job, true);
+    // Also Jobs recorded by an earlier round whose release did not happen (crash, conflict).
+    const recordedUids = new Set(status.recordedJobs ?? []);
+    for (const job of jobs) {
+      const marked = job.metadata.annotations?.[RECORDED_ANNOTATION] === "true";
+      if (recordedUids.has(job.metadata.uid) && (!marked || hasFinalizer(job)))
+        await this.releaseJob(namespace, job, true);
+      else if (marked && hasFinalizer(job)) await this.releaseJob(namespace, job, true);
+    }
     for (const run of accounting.failures) {
       const code = run.exitCode !== undefined ? ` with exit code ${run.exitCode}` : "";
       events.warning(

@@ -2,9 +2,9 @@
 // plane, the way `make run` does, and reads its /metrics.
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { inject } from "vitest";
+import { afterAll, afterEach, beforeAll, inject } from "vitest";
 import { freePorts } from "../controlplane/processes.ts";
-import { eventually } from "./cluster.ts";
+import { createNamespace, eventually } from "./cluster.ts";
 
 const MAIN = fileURLToPath(new URL("../../operator/main.ts", import.meta.url));
 
@@ -109,4 +109,34 @@ export class OperatorProcess {
     this.child.kill(signal);
     return done;
   }
+}
+
+/**
+ * One operator for a describe block, watching a namespace of its own; its
+ * output is printed when a test fails. `restart()` stops and starts it again.
+ */
+export function operatorForSuite(
+  prefix: string,
+  options: Omit<OperatorOptions, "namespaces"> = {},
+) {
+  const suite = {
+    ns: "",
+    operator: undefined as unknown as OperatorProcess,
+    async restart(): Promise<void> {
+      await suite.operator.stop();
+      suite.operator = await OperatorProcess.start({ ...options, namespaces: [suite.ns] });
+    },
+  };
+  beforeAll(async () => {
+    suite.ns = await createNamespace(prefix);
+    suite.operator = await OperatorProcess.start({ ...options, namespaces: [suite.ns] });
+  });
+  afterAll(async () => {
+    await suite.operator?.stop();
+  });
+  afterEach((context) => {
+    if (context.task.result?.state === "fail")
+      console.log(`operator output:\n${suite.operator.output.slice(-4000)}`);
+  });
+  return suite;
 }
