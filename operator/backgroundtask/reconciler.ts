@@ -84,6 +84,8 @@ function iso(date: Date): string {
 
 export class BackgroundTaskReconciler {
   private readonly deps: ReconcilerDeps;
+  /** Tasks as our last status write left them, until the informer cache catches up. */
+  private readonly written = new Map<string, { staleResourceVersion: string; task: KubeObject }>();
 
   constructor(deps: ReconcilerDeps) {
     this.deps = deps;
@@ -91,7 +93,15 @@ export class BackgroundTaskReconciler {
 
   reconcile = async (key: string): Promise<ReconcileResult | undefined> => {
     const { client, tasks, cronJobs, events, log } = this.deps;
-    const cached = tasks.get(key);
+    let cached = tasks.get(key);
+    const mine = this.written.get(key);
+    if (mine && cached) {
+      // Our last status write may not have reached the cache yet: use what the apiserver answered.
+      if (cached.metadata.resourceVersion === mine.staleResourceVersion) cached = mine.task;
+      else this.written.delete(key);
+    } else if (mine) {
+      this.written.delete(key);
+    }
     log.debug(
       {
         key,
@@ -184,8 +194,10 @@ export class BackgroundTaskReconciler {
         );
         upToDate = true;
         log.info({ key, cronJob: desired.metadata.name, why: drift }, "applied CronJob");
-        if (!task.status?.cronJobName)
-          events.normal(target, "CronJobCreated", `Created CronJob ${desired.metadata.name}`);
+        // Creation and spec changes are visible in status; someone else's edit or deletion deserves an event.
+        if (drift?.startsWith("drift") || (drift === "missing" && task.status?.cronJobName)) {
+          events.normal(target, "CronJobRepaired", `CronJob ${desired.metadata.name} restored (${drift})`);
+        }
       }
     }
     const activeJobs = jobs.filter((j) => !finishedRun(j, []) && !isRecorded(j, task.status));
@@ -297,13 +309,15 @@ export class BackgroundTaskReconciler {
     const patch = statusPatch(task.status, status);
     if (patch) {
       try {
-        await client.mergePatch(
+        const written = await client.mergePatch<KubeObject>(
           `/apis/${API_VERSION}/namespaces/${namespace}/${PLURAL}/${name}/status`,
           {
             metadata: { resourceVersion: task.metadata.resourceVersion },
             status: patch,
           },
         );
+        delete written.metadata.managedFields;
+        this.written.set(key, { staleResourceVersion: task.metadata.resourceVersion ?? "", task: written });
       } catch (error) {
         if (isNotFound(error)) return undefined;
         // Changed meanwhile: nothing recorded this round; retry on the newer task once the cache has it.
