@@ -42,7 +42,7 @@ const task = (ns: string, name: string) => ({
   metadata: { name, namespace: ns },
   spec: {
     task: "http.request",
-    schedule: "H H * * *",
+    schedule: "H H 1 1 *",
     params: { url: "https://example.com/hook" },
   },
 });

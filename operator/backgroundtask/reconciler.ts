@@ -196,7 +196,11 @@ export class BackgroundTaskReconciler {
         log.info({ key, cronJob: desired.metadata.name, why: drift }, "applied CronJob");
         // Creation and spec changes are visible in status; someone else's edit or deletion deserves an event.
         if (drift?.startsWith("drift") || (drift === "missing" && task.status?.cronJobName)) {
-          events.normal(target, "CronJobRepaired", `CronJob ${desired.metadata.name} restored (${drift})`);
+          events.normal(
+            target,
+            "CronJobRepaired",
+            `CronJob ${desired.metadata.name} restored (${drift})`,
+          );
         }
       }
     }
@@ -317,7 +321,10 @@ export class BackgroundTaskReconciler {
           },
         );
         delete written.metadata.managedFields;
-        this.written.set(key, { staleResourceVersion: task.metadata.resourceVersion ?? "", task: written });
+        this.written.set(key, {
+          staleResourceVersion: task.metadata.resourceVersion ?? "",
+          task: written,
+        });
       } catch (error) {
         if (isNotFound(error)) return undefined;
         // Changed meanwhile: nothing recorded this round; retry on the newer task once the cache has it.

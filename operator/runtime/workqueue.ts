@@ -33,10 +33,10 @@ export class WorkQueue {
   private shuttingDown = false;
 
   readonly name: string;
-  private readonly metrics: QueueMetrics;
+  private readonly metrics?: QueueMetrics;
   private readonly limits: RateLimiterOptions;
 
-  constructor(name: string, metrics: QueueMetrics, limits: RateLimiterOptions = DEFAULT_LIMITS) {
+  constructor(name: string, metrics?: QueueMetrics, limits: RateLimiterOptions = DEFAULT_LIMITS) {
     this.name = name;
     this.metrics = metrics;
     this.limits = limits;
