@@ -15,7 +15,8 @@ k8s_version=v1.35.4
 build_family() { # family package...
   local family="$1"; shift
   local dir="$here/go/$family"
-  local key; key="$(sha256sum "$dir/go.sum" "$dir/go.mod" $(ls "$dir"/*.go) | sha256sum | cut -c1-16)"
+  # Contents only, not paths: every checkout of the same versions shares one build.
+  local key; key="$(cat "$dir/go.sum" "$dir/go.mod" "$dir"/*.go | sha256sum | cut -c1-16)"
   local out="$cache/$family-$key"
   if [ ! -f "$out/.complete" ]; then
     echo "build-binaries: building $family into $out (first time on this machine; minutes)" >&2
