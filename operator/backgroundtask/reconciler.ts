@@ -85,10 +85,18 @@ function iso(date: Date): string {
 export class BackgroundTaskReconciler {
   private readonly deps: ReconcilerDeps;
   /** Tasks as our last status write left them, until the informer cache catches up. */
-  private readonly written = new Map<string, { staleResourceVersion: string; task: KubeObject }>();
+  private readonly written = new Map<
+    string,
+    { staleVersions: Set<string>; task: KubeObject; at: number }
+  >();
 
   constructor(deps: ReconcilerDeps) {
     this.deps = deps;
+    // The cache catches up within moments; an entry never looked at again must not stay forever.
+    setInterval(() => {
+      const cutoff = Date.now() - 60_000;
+      for (const [key, entry] of this.written) if (entry.at < cutoff) this.written.delete(key);
+    }, 30_000).unref();
   }
 
   reconcile = async (key: string): Promise<ReconcileResult | undefined> => {
@@ -97,7 +105,7 @@ export class BackgroundTaskReconciler {
     const mine = this.written.get(key);
     if (mine && cached) {
       // Our last status write may not have reached the cache yet: use what the apiserver answered.
-      if (cached.metadata.resourceVersion === mine.staleResourceVersion) cached = mine.task;
+      if (mine.staleVersions.has(cached.metadata.resourceVersion ?? "")) cached = mine.task;
       else this.written.delete(key);
     } else if (mine) {
       this.written.delete(key);
@@ -321,10 +329,10 @@ export class BackgroundTaskReconciler {
           },
         );
         delete written.metadata.managedFields;
-        this.written.set(key, {
-          staleResourceVersion: task.metadata.resourceVersion ?? "",
-          task: written,
-        });
+        // Every version up to the one we just replaced is now stale for this key.
+        const staleVersions = this.written.get(key)?.staleVersions ?? new Set<string>();
+        staleVersions.add(task.metadata.resourceVersion ?? "");
+        this.written.set(key, { staleVersions, task: written, at: Date.now() });
       } catch (error) {
         if (isNotFound(error)) return undefined;
         // Changed meanwhile: nothing recorded this round; retry on the newer task once the cache has it.
