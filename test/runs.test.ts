@@ -9,6 +9,7 @@ import {
   condition,
   getJson,
   jobsOf,
+  podsOfJob,
   task,
   waitForCondition,
   waitForStatus,
@@ -128,18 +129,7 @@ describe("run accounting", () => {
       exitCode: 75,
       reason: "BackoffLimitExceeded",
     });
-    const pods75 = JSON.parse(
-      kubectl([
-        "get",
-        "pods",
-        "-n",
-        suite.ns,
-        "-l",
-        "batch.kubernetes.io/job-name=retrying-75",
-        "-o",
-        "json",
-      ]),
-    ).items;
+    const pods75 = podsOfJob(suite.ns, "retrying-75");
     expect(pods75.length).toBe(3);
 
     startScheduledRun(suite.ns, "retrying", "retrying-78", { exitCode: 78 });
@@ -149,18 +139,7 @@ describe("run accounting", () => {
       exitCode: 78,
       reason: "PodFailurePolicy",
     });
-    const pods78 = JSON.parse(
-      kubectl([
-        "get",
-        "pods",
-        "-n",
-        suite.ns,
-        "-l",
-        "batch.kubernetes.io/job-name=retrying-78",
-        "-o",
-        "json",
-      ]),
-    ).items;
+    const pods78 = podsOfJob(suite.ns, "retrying-78");
     expect(pods78.length).toBe(1);
   });
 

@@ -107,3 +107,19 @@ export function warningEvents(
   ]);
   return JSON.parse(out).items;
 }
+
+export function podsOfJob(namespace: string, jobName: string): Obj[] {
+  const list = JSON.parse(
+    kubectl([
+      "get",
+      "pods",
+      "-n",
+      namespace,
+      "-l",
+      `batch.kubernetes.io/job-name=${jobName}`,
+      "-o",
+      "json",
+    ]),
+  );
+  return list.items as Obj[];
+}
