@@ -18,18 +18,28 @@ import {
 
 const NEVER = "0 0 1 1 *"; // scheduled runs never interfere: these tests start runs themselves
 
+/** An http.request task (never scheduled unless `spec` says otherwise), once it is Ready. */
+async function readyTask(
+  namespace: string,
+  name: string,
+  spec: Record<string, unknown> = {},
+): Promise<void> {
+  apply(
+    task(namespace, name, {
+      task: "http.request",
+      schedule: NEVER,
+      params: { url: "https://example.com" },
+      ...spec,
+    }),
+  );
+  await waitForCondition(namespace, name, "Ready", "True");
+}
+
 describe("run accounting", () => {
   const suite = operatorForSuite("runs");
 
   it("records successful and failed runs in every status field, with events", async () => {
-    apply(
-      task(suite.ns, "hook", {
-        task: "http.request",
-        schedule: NEVER,
-        params: { url: "https://example.com" },
-      }),
-    );
-    await waitForCondition(suite.ns, "hook", "Ready", "True");
+    await readyTask(suite.ns, "hook");
 
     startScheduledRun(suite.ns, "hook", "hook-1", {
       duration: "3s",
@@ -107,15 +117,9 @@ describe("run accounting", () => {
   });
 
   it("retries exit code 75 inside the run (backoffLimit) but fails 78 at once", async () => {
-    apply(
-      task(suite.ns, "retrying", {
-        task: "http.request",
-        schedule: NEVER,
-        retry: { limit: 2 },
-        params: { url: "https://example.com" },
-      }),
-    );
-    await waitForCondition(suite.ns, "retrying", "Ready", "True");
+    await readyTask(suite.ns, "retrying", {
+      retry: { limit: 2 },
+    });
     startScheduledRun(suite.ns, "retrying", "retrying-75", { exitCode: 75 });
     let bgt = await waitForStatus(
       suite.ns,
@@ -145,19 +149,13 @@ describe("run accounting", () => {
 
   it("starts delayed retry runs with exponential backoff, then gives up", async () => {
     const failing = kwokPodBehaviour({ exitCode: 75 });
-    apply(
-      task(suite.ns, "flaky", {
-        task: "http.request",
-        schedule: NEVER,
-        retry: {
-          limit: 0,
-          backoff: { initialDelay: "2s", factor: 2, maxDelay: "1m", maxRetries: 2 },
-        },
-        podMetadata: failing,
-        params: { url: "https://example.com" },
-      }),
-    );
-    await waitForCondition(suite.ns, "flaky", "Ready", "True");
+    await readyTask(suite.ns, "flaky", {
+      retry: {
+        limit: 0,
+        backoff: { initialDelay: "2s", factor: 2, maxDelay: "1m", maxRetries: 2 },
+      },
+      podMetadata: failing,
+    });
     kubectl(["annotate", "bgt", "flaky", "-n", suite.ns, "nightshift.dev/run-now=first"]);
     const bgt = await waitForStatus(
       suite.ns,
@@ -197,14 +195,7 @@ describe("run accounting", () => {
   });
 
   it("starts exactly one run per run-now value, also across an operator restart", async () => {
-    apply(
-      task(suite.ns, "manual", {
-        task: "http.request",
-        schedule: NEVER,
-        params: { url: "https://example.com" },
-      }),
-    );
-    await waitForCondition(suite.ns, "manual", "Ready", "True");
+    await readyTask(suite.ns, "manual");
     kubectl(["annotate", "bgt", "manual", "-n", suite.ns, "nightshift.dev/run-now=1700000000"]);
     await waitForStatus(
       suite.ns,
@@ -250,16 +241,10 @@ describe("run accounting", () => {
   });
 
   it("prunes recorded runs beyond the history limits, keeping the newest", async () => {
-    apply(
-      task(suite.ns, "pruned", {
-        task: "http.request",
-        schedule: NEVER,
-        successfulRunsHistoryLimit: 2,
-        failedRunsHistoryLimit: 1,
-        params: { url: "https://example.com" },
-      }),
-    );
-    await waitForCondition(suite.ns, "pruned", "Ready", "True");
+    await readyTask(suite.ns, "pruned", {
+      successfulRunsHistoryLimit: 2,
+      failedRunsHistoryLimit: 1,
+    });
     for (let i = 1; i <= 5; i++) startScheduledRun(suite.ns, "pruned", `pruned-${i}`);
     startScheduledRun(suite.ns, "pruned", "pruned-f1", { exitCode: 1 });
     startScheduledRun(suite.ns, "pruned", "pruned-f2", { exitCode: 1, duration: "1s" });
@@ -279,16 +264,10 @@ describe("run accounting", () => {
   });
 
   it("counts every run that finished while the operator was down", async () => {
-    apply(
-      task(suite.ns, "downtime", {
-        task: "http.request",
-        schedule: NEVER,
-        successfulRunsHistoryLimit: 1,
-        failedRunsHistoryLimit: 1,
-        params: { url: "https://example.com" },
-      }),
-    );
-    await waitForCondition(suite.ns, "downtime", "Ready", "True");
+    await readyTask(suite.ns, "downtime", {
+      successfulRunsHistoryLimit: 1,
+      failedRunsHistoryLimit: 1,
+    });
     await suite.operator.stop();
     for (let i = 0; i < 6; i++)
       startScheduledRun(suite.ns, "downtime", `downtime-${i}`, i % 3 === 0 ? { exitCode: 65 } : {});
@@ -327,16 +306,11 @@ describe("circuit breaker", () => {
 
   it("opens after N consecutive failures, suspends the CronJob, half-opens after the cooldown, closes on success", async () => {
     const failing = kwokPodBehaviour({ exitCode: 75 });
-    apply(
-      task(suite.ns, "breaker", {
-        task: "http.request",
-        schedule: "@hourly",
-        circuitBreaker: { failureThreshold: 2, cooldown: "3s", maxCooldown: "1m" },
-        podMetadata: failing,
-        params: { url: "https://example.com" },
-      }),
-    );
-    await waitForCondition(suite.ns, "breaker", "Ready", "True");
+    await readyTask(suite.ns, "breaker", {
+      schedule: "@hourly",
+      circuitBreaker: { failureThreshold: 2, cooldown: "3s", maxCooldown: "1m" },
+      podMetadata: failing,
+    });
     startScheduledRun(suite.ns, "breaker", "breaker-1");
     await waitForStatus(suite.ns, "breaker", "first failure", (s) => s.consecutiveFailures === 1);
     expect(getJson(["cronjob", "breaker", "-n", suite.ns])?.spec.suspend).toBe(false);
@@ -394,16 +368,11 @@ describe("circuit breaker", () => {
   });
 
   it("lets spec.suspend win over the breaker and closes at once on the reset annotation", async () => {
-    apply(
-      task(suite.ns, "held", {
-        task: "http.request",
-        schedule: "@hourly",
-        circuitBreaker: { failureThreshold: 1, cooldown: "2s" },
-        podMetadata: kwokPodBehaviour({ exitCode: 75 }),
-        params: { url: "https://example.com" },
-      }),
-    );
-    await waitForCondition(suite.ns, "held", "Ready", "True");
+    await readyTask(suite.ns, "held", {
+      schedule: "@hourly",
+      circuitBreaker: { failureThreshold: 1, cooldown: "2s" },
+      podMetadata: kwokPodBehaviour({ exitCode: 75 }),
+    });
     kubectl([
       "patch",
       "bgt",
@@ -439,15 +408,10 @@ describe("circuit breaker", () => {
   });
 
   it("uses run-now as the half-open trial while the circuit is open", async () => {
-    apply(
-      task(suite.ns, "trial-now", {
-        task: "http.request",
-        schedule: "@hourly",
-        circuitBreaker: { failureThreshold: 1, cooldown: "1h" },
-        params: { url: "https://example.com" },
-      }),
-    );
-    await waitForCondition(suite.ns, "trial-now", "Ready", "True");
+    await readyTask(suite.ns, "trial-now", {
+      schedule: "@hourly",
+      circuitBreaker: { failureThreshold: 1, cooldown: "1h" },
+    });
     startScheduledRun(suite.ns, "trial-now", "trial-now-1", { exitCode: 75 });
     await waitForCondition(suite.ns, "trial-now", "CircuitOpen", "True");
     kubectl(["annotate", "bgt", "trial-now", "-n", suite.ns, "nightshift.dev/run-now=try"]);
