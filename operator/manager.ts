@@ -14,7 +14,7 @@ import type { OperatorConfig } from "./config.ts";
 import { Controller } from "./runtime/controller.ts";
 import { EventRecorder } from "./runtime/events.ts";
 import { startHealthServer } from "./runtime/health.ts";
-import { Informer, objectKey } from "./runtime/informer.ts";
+import { Informer, InformerGroup, objectKey } from "./runtime/informer.ts";
 import type { KubeClient, KubeObject } from "./runtime/kube-client.ts";
 import { LeaderElector } from "./runtime/leader-election.ts";
 import { OperatorMetrics } from "./runtime/metrics.ts";
@@ -146,10 +146,10 @@ export class Manager {
     );
     const reconciler = new BackgroundTaskReconciler({
       client,
-      tasks: this.union(this.tasks),
-      cronJobs: this.union(this.cronJobs),
-      jobs: this.union(this.jobs),
-      pods: this.union(this.pods),
+      tasks: new InformerGroup(this.tasks),
+      cronJobs: new InformerGroup(this.cronJobs),
+      jobs: new InformerGroup(this.jobs),
+      pods: new InformerGroup(this.pods),
       references: {
         exists: (kind, namespace, name) =>
           (kind === "Secret" ? this.secrets : this.configMaps).some(
@@ -274,13 +274,6 @@ export class Manager {
       this.server ? this.server.close(() => resolve()) : resolve(),
     );
     this.client.close();
-  }
-
-  private union(informers: Informer<KubeObject>[]): Informer<KubeObject> {
-    if (informers.length === 1 && informers[0]) return informers[0];
-    return {
-      get: (key: string) => informers.map((i) => i.get(key)).find((o) => o !== undefined),
-    } as unknown as Informer<KubeObject>;
   }
 
   private trackReferences(taskKey: string, namespace: string, references: string[]): void {

@@ -20,7 +20,7 @@ import {
 } from "../../crds/backgroundtask.ts";
 import type { ReconcileResult } from "../runtime/controller.ts";
 import type { EventRecorder } from "../runtime/events.ts";
-import type { Informer } from "../runtime/informer.ts";
+import type { InformerGroup } from "../runtime/informer.ts";
 import {
   ApiError,
   isConflict,
@@ -28,6 +28,7 @@ import {
   type KubeClient,
   type KubeObject,
 } from "../runtime/kube-client.ts";
+import { isoSeconds as iso } from "../runtime/time.ts";
 import { type Circuit, circuitAfterRuns, isOpen, trialDueAt } from "./circuit.ts";
 import { type CronJobSettings, cronJobDrift, desiredCronJob } from "./desired-cronjob.ts";
 import {
@@ -60,12 +61,12 @@ export const PODS_BY_JOB = "job";
 
 export interface ReconcilerDeps {
   client: KubeClient;
-  tasks: Informer<KubeObject>;
-  cronJobs: Informer<KubeObject>;
+  tasks: InformerGroup<KubeObject>;
+  cronJobs: InformerGroup<KubeObject>;
   /** Run Jobs, indexed by task key (JOBS_BY_TASK). */
-  jobs: Informer<KubeObject>;
+  jobs: InformerGroup<KubeObject>;
   /** Run pods, indexed by namespace/job name (PODS_BY_JOB). */
-  pods: Informer<KubeObject>;
+  pods: InformerGroup<KubeObject>;
   references: ReferenceLookup;
   events: EventRecorder;
   settings: CronJobSettings;
@@ -78,55 +79,23 @@ export interface ReconcilerDeps {
 
 const MAX_REQUEUE_MS = 6 * 3_600_000;
 
-function iso(date: Date): string {
-  return `${date.toISOString().slice(0, 19)}Z`;
-}
-
 export class BackgroundTaskReconciler {
   private readonly deps: ReconcilerDeps;
-  /** Tasks as our last status write left them, until the informer cache catches up. */
-  private readonly written = new Map<
-    string,
-    { staleVersions: Set<string>; task: KubeObject; at: number }
-  >();
 
   constructor(deps: ReconcilerDeps) {
     this.deps = deps;
-    // The cache catches up within moments; an entry never looked at again must not stay forever.
-    setInterval(() => {
-      const cutoff = Date.now() - 60_000;
-      for (const [key, entry] of this.written) if (entry.at < cutoff) this.written.delete(key);
-    }, 30_000).unref();
   }
 
   reconcile = async (key: string): Promise<ReconcileResult | undefined> => {
     const { client, tasks, cronJobs, events, log } = this.deps;
-    let cached = tasks.get(key);
-    const mine = this.written.get(key);
-    if (mine && cached) {
-      // Our last status write may not have reached the cache yet: use what the apiserver answered.
-      if (mine.staleVersions.has(cached.metadata.resourceVersion ?? "")) cached = mine.task;
-      else this.written.delete(key);
-    } else if (mine) {
-      this.written.delete(key);
-    }
-    log.debug(
-      {
-        key,
-        resourceVersion: cached?.metadata.resourceVersion,
-        generation: cached?.metadata.generation,
-      },
-      "reconciling",
-    );
+    const cached = tasks.get(key);
     const jobs = this.deps.jobs.byIndex(JOBS_BY_TASK, key) as unknown as RunJob[];
     if (!cached || cached.metadata.deletionTimestamp) {
       // The task is gone: its runs can no longer be recorded anywhere, so let them go.
       await Promise.all(
         jobs
           .filter(hasFinalizer)
-          .map((job) =>
-            this.releaseJob(cached?.metadata.namespace ?? key.split("/")[0] ?? "", job, false),
-          ),
+          .map((job) => this.releaseJob(key.split("/")[0] ?? "", job, false)),
       );
       return undefined;
     }
@@ -146,22 +115,22 @@ export class BackgroundTaskReconciler {
     ) {
       events.warning(target, validation.reason, validation.message);
     }
-    const spec: BackgroundTaskSpec | undefined = validation.valid ? validation.spec : undefined;
+    const valid = validation.valid ? validation : undefined;
+    const spec: BackgroundTaskSpec | undefined = valid?.spec;
 
     // 1. Every run Job carries the finalizer from first sight until it is recorded.
-    for (const job of jobs) {
-      if (!isRecorded(job, task.status) && !hasFinalizer(job) && !job.metadata.deletionTimestamp)
-        await this.addFinalizer(namespace, job);
-    }
-
-    // Runs that finished and are not recorded yet; wait briefly for their pods' exit codes.
+    // Unrecorded Jobs are either still running or finished and about to be recorded;
+    // for finished ones, wait briefly for their pods' exit codes.
     let requeueMs: number | undefined;
+    const activeJobs: RunJob[] = [];
     const finished: FinishedRun[] = [];
     for (const job of jobs) {
       if (isRecorded(job, task.status)) continue;
+      if (!hasFinalizer(job) && !job.metadata.deletionTimestamp)
+        await this.addFinalizer(namespace, job);
       const run = finishedRun(job, this.podsOf(namespace, job));
-      if (!run) continue;
-      if (awaitingPods(run, now)) requeueMs = 500;
+      if (!run) activeJobs.push(job);
+      else if (awaitingPods(run, now)) requeueMs = 500;
       else finished.push(run);
     }
     const accounting = recordRuns(task.status ?? {}, finished, jobs);
@@ -189,8 +158,8 @@ export class BackgroundTaskReconciler {
       | (LiveCronJob & CronJobTemplateSource)
       | undefined;
     let upToDate = false;
-    if (validation.valid && spec) {
-      const desired = desiredCronJob(task, validation, this.deps.settings, isOpen(state.circuit));
+    if (valid) {
+      const desired = desiredCronJob(task, valid, this.deps.settings, isOpen(state.circuit));
       const drift = cronJobDrift(desired, live as never);
       upToDate = drift === undefined;
 
@@ -212,7 +181,6 @@ export class BackgroundTaskReconciler {
         }
       }
     }
-    const activeJobs = jobs.filter((j) => !finishedRun(j, []) && !isRecorded(j, task.status));
     const started: Array<{ name: string; kind: RunKind }> = [];
     const startRun = async (kind: RunKind, seed: string): Promise<string | undefined> => {
       if (!live) return undefined;
@@ -230,15 +198,11 @@ export class BackgroundTaskReconciler {
       return jobName;
     };
 
-    if (spec && live) {
+    if (valid && spec && live) {
       const next =
         spec.suspend || isOpen(state.circuit)
           ? undefined
-          : nextScheduleTime(
-              validation.valid ? validation.schedule : "",
-              validation.valid ? validation.timeZone : undefined,
-              now,
-            );
+          : nextScheduleTime(valid.schedule, valid.timeZone, now);
       // Run now: one run per distinct annotation value; while open, it is the trial.
       const runNow = annotations[RUN_NOW_ANNOTATION];
       if (runNow && runNow !== state.lastRunNowValue) {
@@ -275,27 +239,25 @@ export class BackgroundTaskReconciler {
         if (planned) state.retry = planned;
         else delete state.retry;
       }
-      const retryAt = state.retry?.nextRetryTime
-        ? Date.parse(state.retry.nextRetryTime)
-        : undefined;
-      if (retryAt !== undefined && !spec.suspend && !isOpen(state.circuit)) {
+      const retry = state.retry;
+      if (retry?.nextRetryTime && isOpen(state.circuit)) {
+        delete state.retry; // the breaker takes over from retries
+      } else if (retry?.nextRetryTime && !spec.suspend) {
+        const retryAt = Date.parse(retry.nextRetryTime);
         const blocked =
           spec.concurrencyPolicy !== "Allow" && (activeJobs.length > 0 || started.length > 0);
-        if (now.getTime() >= retryAt && !blocked && state.retry) {
-          const attempt = state.retry.attempt;
+        if (now.getTime() >= retryAt && !blocked) {
           const jobName = await startRun(
             "retry",
-            `${task.metadata.uid}/${state.retry.nextRetryTime}/${attempt}`,
+            `${task.metadata.uid}/${retry.nextRetryTime}/${retry.attempt}`,
           );
-          state.retry = { attempt: attempt + 1, ...(jobName ? { jobName } : {}) };
+          state.retry = { attempt: retry.attempt + 1, ...(jobName ? { jobName } : {}) };
         } else {
           requeueMs = Math.min(
             requeueMs ?? Number.POSITIVE_INFINITY,
             Math.max(500, retryAt - now.getTime()),
           );
         }
-      } else if (retryAt !== undefined && isOpen(state.circuit)) {
-        delete state.retry; // the breaker takes over from retries
       }
     }
 
@@ -328,11 +290,7 @@ export class BackgroundTaskReconciler {
             status: patch,
           },
         );
-        delete written.metadata.managedFields;
-        // Every version up to the one we just replaced is now stale for this key.
-        const staleVersions = this.written.get(key)?.staleVersions ?? new Set<string>();
-        staleVersions.add(task.metadata.resourceVersion ?? "");
-        this.written.set(key, { staleVersions, task: written, at: Date.now() });
+        tasks.recordWrite(written, task.metadata.resourceVersion ?? "");
       } catch (error) {
         if (isNotFound(error)) return undefined;
         // Changed meanwhile: nothing recorded this round; retry on the newer task once the cache has it.
@@ -346,9 +304,8 @@ export class BackgroundTaskReconciler {
     const recordedUids = new Set(status.recordedJobs ?? []);
     for (const job of jobs) {
       const marked = job.metadata.annotations?.[RECORDED_ANNOTATION] === "true";
-      if (recordedUids.has(job.metadata.uid) && (!marked || hasFinalizer(job)))
-        await this.releaseJob(namespace, job, true);
-      else if (marked && hasFinalizer(job)) await this.releaseJob(namespace, job, true);
+      const recorded = marked || recordedUids.has(job.metadata.uid);
+      if (recorded && (!marked || hasFinalizer(job))) await this.releaseJob(namespace, job, true);
     }
     for (const run of accounting.failures) {
       const code = run.exitCode !== undefined ? ` with exit code ${run.exitCode}` : "";
@@ -370,7 +327,6 @@ export class BackgroundTaskReconciler {
       events.normal(target, "RunStarted", `Started ${s.kind} run ${s.name}`, "Run");
     const circuitNow = status.circuit;
     if (
-      isOpen(circuitNow) &&
       circuitNow?.state === "Open" &&
       (circuitBefore?.state !== "Open" || circuitBefore.openedAt !== circuitNow.openedAt)
     ) {
@@ -397,10 +353,10 @@ export class BackgroundTaskReconciler {
         new Set(accounting.recorded.map((r) => r.job.metadata.uid)),
       );
 
-    const waits = [requeueMs];
-    if (status.nextScheduleTime)
-      waits.push(Date.parse(status.nextScheduleTime) - now.getTime() + 1000);
-    const wait = Math.min(...waits.filter((w): w is number => w !== undefined));
+    let wait = requeueMs ?? Number.POSITIVE_INFINITY;
+    if (status.nextScheduleTime) {
+      wait = Math.min(wait, Date.parse(status.nextScheduleTime) - now.getTime() + 1000);
+    }
     return Number.isFinite(wait)
       ? { requeueAfterMs: Math.min(MAX_REQUEUE_MS, Math.max(100, wait)) }
       : undefined;

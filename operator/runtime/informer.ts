@@ -48,6 +48,7 @@ function trim(object: KubeObject): KubeObject {
 export class Informer<T extends KubeObject> {
   private readonly store = new Map<string, T>();
   private readonly handlers: InformerHandlers<T>[] = [];
+  private readonly ownWrites = new Map<string, { object: T; replaced: Set<string>; at: number }>();
   private readonly indexes = new Map<
     string,
     {
@@ -64,8 +65,6 @@ export class Informer<T extends KubeObject> {
   private stopped = false;
   private synced = false;
   private syncWaiters: Array<() => void> = [];
-  /** Completed lists; tests and benchmarks read it to prove "no lists while idle". */
-  listCount = 0;
 
   private readonly client: KubeClient;
   private readonly options: InformerOptions<T>;
@@ -131,8 +130,33 @@ export class Informer<T extends KubeObject> {
     this.handlers.push(handlers);
   }
 
+  /** The cached object, or our own newer write of it while the watch has not delivered it yet. */
   get(key: string): T | undefined {
-    return this.store.get(key);
+    const stored = this.store.get(key);
+    const own = this.ownWrites.get(key);
+    if (!own) return stored;
+    if (stored && own.replaced.has(stored.metadata.resourceVersion ?? "")) return own.object;
+    this.ownWrites.delete(key); // the cache has caught up (or the object is gone)
+    return stored;
+  }
+
+  /**
+   * Makes `get` return what a write of ours answered until the watch delivers
+   * it, so the next reconcile does not work from (and conflict on) the version
+   * it just replaced. Versions are never compared, only remembered.
+   */
+  recordWrite(object: T, replacedResourceVersion: string): void {
+    const key = objectKey(object);
+    const replaced = this.ownWrites.get(key)?.replaced ?? new Set<string>();
+    replaced.add(replacedResourceVersion);
+    this.ownWrites.delete(key); // re-inserted last, so the map stays ordered by time
+    this.ownWrites.set(key, { object: this.transform(object), replaced, at: Date.now() });
+    // Entries are dropped on the next get after the cache catches up; these are never read again.
+    const cutoff = Date.now() - 60_000;
+    for (const [k, entry] of this.ownWrites) {
+      if (entry.at >= cutoff) break; // insertion order: the rest are newer
+      this.ownWrites.delete(k);
+    }
   }
 
   list(): T[] {
@@ -200,7 +224,6 @@ export class Informer<T extends KubeObject> {
       continueToken = page.metadata.continue || undefined;
       resourceVersion = page.metadata.resourceVersion;
     } while (continueToken);
-    this.listCount++;
     // Replace the store, telling handlers what changed while we were not watching.
     for (const [key, old] of this.store) {
       if (!fresh.has(key)) {
@@ -327,5 +350,37 @@ export class Informer<T extends KubeObject> {
         );
       }
     }
+  }
+}
+
+/** Several informers of one resource (one per watched namespace) read as one cache. */
+export class InformerGroup<T extends KubeObject> {
+  readonly informers: Informer<T>[];
+
+  constructor(informers: Informer<T>[]) {
+    this.informers = informers;
+  }
+
+  get(key: string): T | undefined {
+    for (const informer of this.informers) {
+      const object = informer.get(key);
+      if (object) return object;
+    }
+    return undefined;
+  }
+
+  byIndex(name: string, value: string): T[] {
+    return this.informers.flatMap((informer) => informer.byIndex(name, value));
+  }
+
+  list(): T[] {
+    return this.informers.flatMap((informer) => informer.list());
+  }
+
+  recordWrite(object: T, replacedResourceVersion: string): void {
+    const key = objectKey(object);
+    this.informers
+      .find((informer) => informer.get(key))
+      ?.recordWrite(object, replacedResourceVersion);
   }
 }
