@@ -16,14 +16,6 @@ export function parseDuration(text: string): number {
   return total;
 }
 
-export function formatDuration(ms: number): string {
-  const seconds = Math.round(ms / 1000);
-  const h = Math.floor(seconds / 3600);
-  const m = Math.floor((seconds % 3600) / 60);
-  const s = seconds % 60;
-  return `${h ? `${h}h` : ""}${m ? `${m}m` : ""}${s || (!h && !m) ? `${s}s` : ""}`;
-}
-
 /** A duration field, validated by the apiserver (pattern) and by zod alike. */
 export function duration(description: string) {
   return z

@@ -3,12 +3,9 @@
 // Closed on the trial's success, or Open again with the cooldown doubled.
 import type { BackgroundTaskSpec, BackgroundTaskStatus } from "../../crds/backgroundtask.ts";
 import { parseDuration } from "../../crds/duration.ts";
+import { isoSeconds as iso } from "../runtime/time.ts";
 
 export type Circuit = NonNullable<BackgroundTaskStatus["circuit"]>;
-
-function iso(date: Date): string {
-  return `${date.toISOString().slice(0, 19)}Z`;
-}
 
 export function isOpen(circuit: Circuit | undefined): boolean {
   return circuit?.state === "Open" || circuit?.state === "HalfOpen";

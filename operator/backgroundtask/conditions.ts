@@ -14,10 +14,3 @@ export function setCondition(
     previous && previous.status === next.status ? previous.lastTransitionTime : now;
   return { ...next, lastTransitionTime };
 }
-
-export function findCondition(
-  conditions: Condition[] | undefined,
-  type: string,
-): Condition | undefined {
-  return conditions?.find((c) => c.type === type);
-}

@@ -2,6 +2,7 @@
 // exponential backoff with jitter, unless the next scheduled run comes first.
 import type { BackgroundTaskSpec, BackgroundTaskStatus } from "../../crds/backgroundtask.ts";
 import { parseDuration } from "../../crds/duration.ts";
+import { isoSeconds } from "../runtime/time.ts";
 
 export type RetryState = NonNullable<BackgroundTaskStatus["retry"]>;
 
@@ -40,5 +41,5 @@ export function planRetry(
   if (attempt >= backoff.maxRetries) return undefined;
   const at = new Date(failedAt.getTime() + retryDelayMs(spec, attempt, random));
   if (nextScheduleTime && at.getTime() >= nextScheduleTime.getTime()) return undefined;
-  return { attempt, nextRetryTime: `${at.toISOString().slice(0, 19)}Z` };
+  return { attempt, nextRetryTime: isoSeconds(at) };
 }

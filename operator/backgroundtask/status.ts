@@ -7,6 +7,7 @@ import type {
   BackgroundTaskStatus,
   Condition,
 } from "../../crds/backgroundtask.ts";
+import { isoSeconds } from "../runtime/time.ts";
 import { type ConditionInput, setCondition } from "./conditions.ts";
 import { nextScheduleTime } from "./schedule.ts";
 import type { Validation } from "./validate.ts";
@@ -28,10 +29,6 @@ export interface StatusInput {
   /** Whether the live CronJob carries the desired template. */
   cronJobUpToDate: boolean;
   now: Date;
-}
-
-function isoSeconds(date: Date): string {
-  return `${date.toISOString().slice(0, 19)}Z`;
 }
 
 export function computeStatus(input: StatusInput): BackgroundTaskStatus {

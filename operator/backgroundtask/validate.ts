@@ -57,15 +57,15 @@ function invalid(
   return { valid: false, reason, field, message: `${field}: ${message}`, references };
 }
 
-function referencesOf(
-  spec: BackgroundTaskSpec,
-): Array<{ kind: "Secret" | "ConfigMap"; name: string; field: string; optional: boolean }> {
-  const refs: Array<{
-    kind: "Secret" | "ConfigMap";
-    name: string;
-    field: string;
-    optional: boolean;
-  }> = [];
+interface Reference {
+  kind: "Secret" | "ConfigMap";
+  name: string;
+  field: string;
+  optional: boolean;
+}
+
+function referencesOf(spec: BackgroundTaskSpec): Reference[] {
+  const refs: Reference[] = [];
   spec.env?.forEach((env, i) => {
     const secret = env.valueFrom?.secretKeyRef;
     const configMap = env.valueFrom?.configMapKeyRef;
@@ -111,7 +111,8 @@ export function validateTask(task: BackgroundTaskObject, lookup: ReferenceLookup
     return invalid("InvalidSpec", field, issue?.message ?? "invalid");
   }
   const spec = parsed.data;
-  const references = referencesOf(spec).map((r) => `${r.kind}/${r.name}`);
+  const refs = referencesOf(spec);
+  const references = refs.map((r) => `${r.kind}/${r.name}`);
 
   let taskType: TaskType | "container" = "container";
   let schedule = spec.schedule;
@@ -170,7 +171,7 @@ export function validateTask(task: BackgroundTaskObject, lookup: ReferenceLookup
   if (spec.timeout !== undefined && parseDuration(spec.timeout) < 1000) {
     return invalid("InvalidTimeout", "spec.timeout", "must be at least 1s", references);
   }
-  for (const ref of referencesOf(spec)) {
+  for (const ref of refs) {
     if (!ref.optional && !lookup.exists(ref.kind, task.metadata.namespace, ref.name)) {
       return invalid(
         `Missing${ref.kind}`,

@@ -4,6 +4,7 @@
 import { randomBytes } from "node:crypto";
 import type { Logger } from "pino";
 import type { KubeClient } from "./kube-client.ts";
+import { microTime } from "./time.ts";
 
 export interface EventTarget {
   apiVersion: string;
@@ -56,7 +57,7 @@ export class EventRecorder {
       apiVersion: "events.k8s.io/v1",
       kind: "Event",
       metadata: { name: `${target.metadata.name}.${randomBytes(8).toString("hex")}`, namespace },
-      eventTime: new Date().toISOString().replace(/\.(\d{3})Z$/, ".$1000Z"),
+      eventTime: microTime(),
       reportingController: this.controller,
       reportingInstance: this.instance,
       action,

@@ -80,11 +80,6 @@ export class KubeClient {
     return new KubeClient(kc);
   }
 
-  get writeCount(): number {
-    const c = this.requestCounts;
-    return c.create + c.update + c.apply + c.patch + c.delete;
-  }
-
   async request<T>(
     verb: Verb,
     method: string,
@@ -150,9 +145,7 @@ export class KubeClient {
     this.tlsOptions = options;
   }
 
-  get<T>(path: string, accept?: string): Promise<T> {
-    if (accept) return this.request<T>("get", "GET", path, undefined, undefined, accept);
-
+  get<T>(path: string): Promise<T> {
     return this.request<T>("get", "GET", path);
   }
 
@@ -189,10 +182,6 @@ export class KubeClient {
 
   mergePatch<T>(path: string, body: unknown): Promise<T> {
     return this.request<T>("patch", "PATCH", path, body, "application/merge-patch+json");
-  }
-
-  jsonPatch<T>(path: string, ops: unknown[]): Promise<T> {
-    return this.request<T>("patch", "PATCH", path, ops, "application/json-patch+json");
   }
 
   delete(path: string, body?: unknown): Promise<unknown> {

@@ -4,6 +4,7 @@
 // cleared) so a standby takes over at once instead of waiting for expiry.
 import type { Logger } from "pino";
 import { ApiError, isNotFound, type KubeClient } from "./kube-client.ts";
+import { microTime } from "./time.ts";
 
 export interface LeaderElectionOptions {
   namespace: string;
@@ -29,10 +30,6 @@ interface Lease {
     renewTime?: string;
     leaseTransitions?: number;
   };
-}
-
-function microTime(date = new Date()): string {
-  return date.toISOString().replace(/\.(\d{3})Z$/, ".$1000Z");
 }
 
 export class LeaderElector {
