@@ -3,12 +3,11 @@
 // restarted. Afterwards every task's counters must equal the ground truth of
 // the runs the test created: nothing lost, nothing counted twice.
 import { afterAll, describe, expect, it } from "vitest";
-import { createNamespace, eventually, kubectl } from "./support/cluster.ts";
+import { createNamespace, eventually, kubectl, sleep } from "./support/cluster.ts";
 import { OperatorProcess } from "./support/operator.ts";
 import { startScheduledRun } from "./support/runs.ts";
 import { apply, getJson, task, waitForCondition } from "./support/tasks.ts";
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const TASKS = ["alpha", "beta", "gamma"];
 const RUNS = 90;
 

@@ -1,9 +1,17 @@
 // The operator core end to end: a real operator process against the real
 // control plane, observed through kubectl and the API like a user would.
 import { describe, expect, it } from "vitest";
-import { createNamespace, eventually, kubectl, kubectlResult } from "./support/cluster.ts";
+import { createNamespace, eventually, kubectl, kubectlResult, sleep } from "./support/cluster.ts";
 import { OperatorProcess, operatorForSuite } from "./support/operator.ts";
-import { apply, condition, getJson, task, waitForCondition } from "./support/tasks.ts";
+import {
+  apply,
+  condition,
+  getJson,
+  patchSpec,
+  readyTask,
+  task,
+  waitForCondition,
+} from "./support/tasks.ts";
 
 describe("BackgroundTask operator", () => {
   const suite = operatorForSuite("op", {
@@ -160,16 +168,7 @@ describe("BackgroundTask operator", () => {
     );
     await waitForCondition(suite.ns, "digest", "Ready", "True");
     expect(getJson(["cronjob", "digest", "-n", suite.ns])?.spec.schedule).toBe("0 8 * * *");
-    kubectl([
-      "patch",
-      "bgt",
-      "digest",
-      "-n",
-      suite.ns,
-      "--type=merge",
-      "-p",
-      JSON.stringify({ spec: { schedule: "30 7 * * 1-5", suspend: true } }),
-    ]);
+    patchSpec(suite.ns, "digest", { schedule: "30 7 * * 1-5", suspend: true });
     const bgt = await waitForCondition(suite.ns, "digest", "Suspended", "True");
     const cj = getJson(["cronjob", "digest", "-n", suite.ns]);
     expect(cj?.spec).toMatchObject({ schedule: "30 7 * * 1-5", suspend: true });
@@ -216,14 +215,7 @@ describe("BackgroundTask operator", () => {
   });
 
   it("removes the CronJob when the task is deleted", async () => {
-    apply(
-      task(suite.ns, "gone", {
-        task: "http.request",
-        schedule: "@hourly",
-        params: { url: "https://example.com/hook" },
-      }),
-    );
-    await waitForCondition(suite.ns, "gone", "Ready", "True");
+    await readyTask(suite.ns, "gone", { schedule: "@hourly" });
     kubectl(["delete", "bgt", "gone", "-n", suite.ns]);
     // The garbage collector learns about a new CRD on its discovery resync (every 30 s), hence the wait.
     await eventually(() => (getJson(["cronjob", "gone", "-n", suite.ns]) ? undefined : true), {
@@ -399,16 +391,7 @@ describe("BackgroundTask operator", () => {
       await waitForCondition(suite.ns, "sessions", "Ready", "True"),
       "Ready",
     );
-    kubectl([
-      "patch",
-      "bgt",
-      "sessions",
-      "-n",
-      suite.ns,
-      "--type=merge",
-      "-p",
-      JSON.stringify({ spec: { startingDeadlineSeconds: 120 } }),
-    ]);
+    patchSpec(suite.ns, "sessions", { startingDeadlineSeconds: 120 });
     await eventually(() =>
       getJson(["cronjob", "sessions", "-n", suite.ns])?.spec.startingDeadlineSeconds === 120
         ? true
@@ -447,7 +430,7 @@ describe("operator restarts and leader election", () => {
       },
     );
     const lists = await second.metric("nightshift_apiserver_requests", { verb: "list" });
-    await new Promise((resolve) => setTimeout(resolve, 3000));
+    await sleep(3000);
     expect(await second.writes()).toBe(0);
     expect(await second.metric("nightshift_apiserver_requests", { verb: "list" })).toBe(lists);
     await second.stop();
@@ -475,19 +458,12 @@ describe("operator restarts and leader election", () => {
       leaderElectionNamespace: ns,
       identity: "replica-b",
     });
-    await new Promise((resolve) => setTimeout(resolve, 3000));
+    await sleep(3000);
     expect(await b.metric("leader_election_master_status", { name: id })).toBe(0);
     const lease = JSON.parse(kubectl(["get", "lease", id, "-n", ns, "-o", "json"]));
     expect(lease.spec.holderIdentity).toBe("replica-a");
 
-    apply(
-      task(ns, "led", {
-        task: "http.request",
-        schedule: "@daily",
-        params: { url: "https://example.com" },
-      }),
-    );
-    await waitForCondition(ns, "led", "Ready", "True");
+    await readyTask(ns, "led", { schedule: "@daily" });
     expect(await b.writes()).toBe(0);
 
     const stoppedAt = Date.now();
@@ -499,14 +475,7 @@ describe("operator restarts and leader election", () => {
     );
     // Released, not expired: well under the 15 s lease duration.
     expect(Date.now() - stoppedAt).toBeLessThan(8000);
-    apply(
-      task(ns, "led-by-b", {
-        task: "http.request",
-        schedule: "@daily",
-        params: { url: "https://example.com" },
-      }),
-    );
-    await waitForCondition(ns, "led-by-b", "Ready", "True");
+    await readyTask(ns, "led-by-b", { schedule: "@daily" });
     await b.stop();
   });
 });

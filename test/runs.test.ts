@@ -1,39 +1,20 @@
 // Run accounting, retries, circuit breaker and run-now, end to end: runs are
 // real Jobs whose pods kwok drives to the exit codes a runner would return.
 import { describe, expect, it } from "vitest";
-import { eventually, kubectl } from "./support/cluster.ts";
+import { createNamespace, eventually, kubectl, sleep } from "./support/cluster.ts";
 import { OperatorProcess, operatorForSuite } from "./support/operator.ts";
 import { kwokPodBehaviour, startScheduledRun } from "./support/runs.ts";
 import {
-  apply,
   condition,
   getJson,
   jobsOf,
+  patchSpec,
   podsOfJob,
-  task,
+  readyTask,
   waitForCondition,
   waitForStatus,
   warningEvents,
 } from "./support/tasks.ts";
-
-const NEVER = "0 0 1 1 *"; // scheduled runs never interfere: these tests start runs themselves
-
-/** An http.request task (never scheduled unless `spec` says otherwise), once it is Ready. */
-async function readyTask(
-  namespace: string,
-  name: string,
-  spec: Record<string, unknown> = {},
-): Promise<void> {
-  apply(
-    task(namespace, name, {
-      task: "http.request",
-      schedule: NEVER,
-      params: { url: "https://example.com" },
-      ...spec,
-    }),
-  );
-  await waitForCondition(namespace, name, "Ready", "True");
-}
 
 describe("run accounting", () => {
   const suite = operatorForSuite("runs");
@@ -190,7 +171,7 @@ describe("run accounting", () => {
     expect(firstWait).toBeGreaterThanOrEqual(1000);
     expect(secondWait).toBeGreaterThanOrEqual(2000);
     expect(secondWait).toBeGreaterThan(firstWait);
-    await new Promise((resolve) => setTimeout(resolve, 6000));
+    await sleep(6000);
     expect(jobsOf(suite.ns, "flaky").length).toBe(3);
   });
 
@@ -214,7 +195,7 @@ describe("run accounting", () => {
       "unrelated=change",
     ]);
     await suite.restart();
-    await new Promise((resolve) => setTimeout(resolve, 3000));
+    await sleep(3000);
     expect(jobsOf(suite.ns, "manual").length).toBe(1);
     kubectl([
       "annotate",
@@ -373,35 +354,17 @@ describe("circuit breaker", () => {
       circuitBreaker: { failureThreshold: 1, cooldown: "2s" },
       podMetadata: kwokPodBehaviour({ exitCode: 75 }),
     });
-    kubectl([
-      "patch",
-      "bgt",
-      "held",
-      "-n",
-      suite.ns,
-      "--type=merge",
-      "-p",
-      JSON.stringify({ spec: { suspend: true } }),
-    ]);
+    patchSpec(suite.ns, "held", { suspend: true });
     await waitForCondition(suite.ns, "held", "Suspended", "True");
     startScheduledRun(suite.ns, "held", "held-1");
     await waitForCondition(suite.ns, "held", "CircuitOpen", "True");
-    await new Promise((resolve) => setTimeout(resolve, 4000));
+    await sleep(4000);
     expect(jobsOf(suite.ns, "held").length).toBe(1); // no trial while the user suspends the task
     kubectl(["annotate", "bgt", "held", "-n", suite.ns, "nightshift.dev/reset-circuit=now"]);
     const bgt = await waitForCondition(suite.ns, "held", "CircuitOpen", "False");
     expect(bgt.status?.consecutiveFailures).toBe(0);
     expect(getJson(["cronjob", "held", "-n", suite.ns])?.spec.suspend).toBe(true); // still the user's suspend
-    kubectl([
-      "patch",
-      "bgt",
-      "held",
-      "-n",
-      suite.ns,
-      "--type=merge",
-      "-p",
-      JSON.stringify({ spec: { suspend: false } }),
-    ]);
+    patchSpec(suite.ns, "held", { suspend: false });
     await eventually(() =>
       getJson(["cronjob", "held", "-n", suite.ns])?.spec.suspend === false ? true : undefined,
     );
@@ -422,5 +385,23 @@ describe("circuit breaker", () => {
       (s) => s.circuit?.state === "Closed" && s.runs?.total === 2,
     );
     expect(bgt.status?.lastRun.outcome).toBe("Succeeded");
+  });
+});
+
+describe("several watched namespaces", () => {
+  it("reconciles tasks and records runs in each namespace one operator watches", async () => {
+    const namespaces = [await createNamespace("multi-a"), await createNamespace("multi-b")];
+    const operator = await OperatorProcess.start({ namespaces });
+    try {
+      for (const ns of namespaces) {
+        await readyTask(ns, "hook");
+        startScheduledRun(ns, "hook", "hook-1");
+      }
+      for (const ns of namespaces) {
+        await waitForStatus(ns, "hook", "run recorded", (s) => s.runs?.total === 1);
+      }
+    } finally {
+      await operator.stop();
+    }
   });
 });

@@ -1,18 +1,13 @@
 // The real CronJob controller's scheduled runs reach the task's status.
-import { afterAll, describe, expect, it } from "vitest";
-import { createNamespace } from "./support/cluster.ts";
-import { OperatorProcess } from "./support/operator.ts";
+import { describe, expect, it } from "vitest";
+import { operatorForSuite } from "./support/operator.ts";
 import { apply, task, waitForCondition, waitForStatus } from "./support/tasks.ts";
 
 describe("scheduled runs", () => {
-  let operator: OperatorProcess | undefined;
-  afterAll(async () => {
-    await operator?.stop();
-  });
+  const suite = operatorForSuite("sched");
 
   it("records a run the CronJob controller started on schedule", async () => {
-    const ns = await createNamespace("sched");
-    operator = await OperatorProcess.start({ namespaces: [ns] });
+    const ns = suite.ns;
     apply(task(ns, "every-minute", { task: "reminders.dispatch", schedule: "* * * * *" }));
     await waitForCondition(ns, "every-minute", "Ready", "True");
     const bgt = await waitForStatus(

@@ -46,6 +46,10 @@ export function objectApi(): KubernetesObjectApi {
   return KubernetesObjectApi.makeApiClient(kubeConfig());
 }
 
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
 /** Polls until the check returns a value that is not undefined, or fails with the last error. */
 export async function eventually<T>(
   check: () => Promise<T | undefined> | T | undefined,
@@ -60,7 +64,7 @@ export async function eventually<T>(
     } catch (error) {
       lastError = error;
     }
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    await sleep(intervalMs);
   }
   throw new Error(
     `timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ""}`,

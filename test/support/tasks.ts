@@ -123,3 +123,28 @@ export function podsOfJob(namespace: string, jobName: string): Obj[] {
   );
   return list.items as Obj[];
 }
+
+/** Merge-patches a task's spec, as `kubectl patch bgt --type=merge` does. */
+export function patchSpec(namespace: string, name: string, spec: Record<string, unknown>): void {
+  kubectl(["patch", "bgt", name, "-n", namespace, "--type=merge", "-p", JSON.stringify({ spec })]);
+}
+
+/**
+ * Applies an http.request task — scheduled once a year, so tests start its
+ * runs themselves, unless `spec` overrides that — and waits until it is Ready.
+ */
+export async function readyTask(
+  namespace: string,
+  name: string,
+  spec: Record<string, unknown> = {},
+): Promise<void> {
+  apply(
+    task(namespace, name, {
+      task: "http.request",
+      schedule: "0 0 1 1 *",
+      params: { url: "https://example.com" },
+      ...spec,
+    }),
+  );
+  await waitForCondition(namespace, name, "Ready", "True");
+}
