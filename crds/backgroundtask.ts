@@ -395,6 +395,9 @@ export const backgroundTaskStatus = z.object({
       openedAt: time.optional().describe("When the circuit last opened."),
       cooldownSeconds: z.int().optional().describe("Current cooldown."),
       trialJobName: z.string().optional().describe("Job of the half-open trial run."),
+      trialStartedAt: time
+        .optional()
+        .describe("When the trial run started; it counts as failed if it outlives its timeout."),
       lastResetValue: z
         .string()
         .optional()
@@ -406,7 +409,10 @@ export const backgroundTaskStatus = z.object({
     .object({
       attempt: z.int().describe("Delayed retry runs started since the last failed scheduled run."),
       nextRetryTime: time.optional().describe("When the next delayed retry run starts."),
-      jobName: z.string().optional().describe("Job of the delayed retry run in progress."),
+      jobName: z
+        .string()
+        .optional()
+        .describe("Job of the delayed retry run, planned (with nextRetryTime) or in progress."),
     })
     .optional()
     .describe("Delayed retry state."),

@@ -9,9 +9,11 @@ import {
   QUEUE_LABEL,
   RUNNER_CONTAINER,
   TASK_NAME_ANNOTATION,
+  TASK_UID_ANNOTATION,
   TEMPLATE_HASH_ANNOTATION,
   taskLabels,
 } from "./labels.ts";
+import { sameQuantity } from "./quantity.ts";
 import type { ValidTask } from "./validate.ts";
 
 export type CronJobSettings = Pick<
@@ -153,7 +155,14 @@ export function desiredCronJob(
     // the CronJob controller must never delete a run the operator has not counted yet.
     successfulJobsHistoryLimit: CRONJOB_HISTORY_LIMIT,
     failedJobsHistoryLimit: CRONJOB_HISTORY_LIMIT,
-    jobTemplate: { metadata: { labels: jobLabels, annotations }, spec: jobSpec },
+    // Runs carry the task's UID: a task deleted and re-created under the same name never adopts the old one's runs.
+    jobTemplate: {
+      metadata: {
+        labels: jobLabels,
+        annotations: { ...annotations, [TASK_UID_ANNOTATION]: task.metadata.uid },
+      },
+      spec: jobSpec,
+    },
   };
 
   const cronJob: CronJob = {
@@ -233,5 +242,8 @@ function firstDifference(desired: unknown, live: unknown, path: string): string 
     }
     return undefined;
   }
-  return desired === live ? undefined : path;
+  if (desired === live) return undefined;
+  // The apiserver stores quantities in canonical form ("0.5" → "500m"): equal amounts are no drift.
+  if (/(\.resources\.|\.sizeLimit$)/.test(path) && sameQuantity(desired, live)) return undefined;
+  return path;
 }

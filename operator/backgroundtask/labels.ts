@@ -7,6 +7,8 @@ export const FIELD_MANAGER = "nightshift-operator";
 export const TASK_LABEL = "nightshift.dev/task";
 export const TASK_TYPE_LABEL = "nightshift.dev/task-type";
 export const TASK_NAME_ANNOTATION = "nightshift.dev/task-name";
+/** On run Jobs: the UID of the BackgroundTask they run for. */
+export const TASK_UID_ANNOTATION = "nightshift.dev/task-uid";
 export const TEMPLATE_HASH_ANNOTATION = "nightshift.dev/template-hash";
 export const QUEUE_LABEL = "kueue.x-k8s.io/queue-name";
 export const RUNNER_CONTAINER = "task";

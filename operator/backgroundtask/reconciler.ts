@@ -1,23 +1,9 @@
 // The imperative shell of the BackgroundTask controller: read the caches,
-// decide with the pure functions (validate, runs, circuit, retry,
-// desiredCronJob, computeStatus), then write in an order that never loses or
-// double-counts a run:
-//   1. put the run finalizer on new run Jobs;
-//   2. apply the CronJob and start operator-initiated runs (idempotent names);
-//   3. write status — counters and recorded Job UIDs together, guarded by the
-//      task's resourceVersion;
-//   4. only then mark recorded Jobs and drop their finalizer, prune history,
-//      and send events.
-// A crash between any two steps repeats the later ones harmlessly.
+// let the planner decide (plan.ts: the status and the ordered actions), and
+// carry the actions out in order. When the apiserver refuses the desired
+// CronJob, the refusal becomes an input and the task is planned once more.
 import type { Logger } from "pino";
-import {
-  API_VERSION,
-  type BackgroundTaskObject,
-  type BackgroundTaskSpec,
-  type BackgroundTaskStatus,
-  KIND,
-  PLURAL,
-} from "../../crds/backgroundtask.ts";
+import { API_VERSION, type BackgroundTaskObject, KIND, PLURAL } from "../../crds/backgroundtask.ts";
 import type { ReconcileResult } from "../runtime/controller.ts";
 import type { EventRecorder } from "../runtime/events.ts";
 import type { InformerGroup } from "../runtime/informer.ts";
@@ -28,32 +14,19 @@ import {
   type KubeClient,
   type KubeObject,
 } from "../runtime/kube-client.ts";
-import { isoSeconds as iso } from "../runtime/time.ts";
-import { type Circuit, circuitAfterRuns, isOpen, trialDueAt } from "./circuit.ts";
-import { type CronJobSettings, cronJobDrift, desiredCronJob } from "./desired-cronjob.ts";
+import type { CronJobSettings } from "./desired-cronjob.ts";
 import {
   cronJobName,
   FIELD_MANAGER,
   RECORDED_ANNOTATION,
-  RESET_CIRCUIT_ANNOTATION,
   RUN_FINALIZER,
-  RUN_NOW_ANNOTATION,
+  TEMPLATE_HASH_ANNOTATION,
 } from "./labels.ts";
-import { planRetry } from "./retry.ts";
-import { type CronJobTemplateSource, type RunKind, runJob, runJobName } from "./run-jobs.ts";
-import {
-  awaitingPods,
-  type FinishedRun,
-  finishedRun,
-  hasFinalizer,
-  isRecorded,
-  type RunJob,
-  type RunPod,
-  recordRuns,
-  runKind,
-} from "./runs.ts";
-import { nextScheduleTime } from "./schedule.ts";
-import { computeStatus, type LiveCronJob, statusPatch } from "./status.ts";
+import { type Action, type Observation, plan, planForDeletedTask } from "./plan.ts";
+import { type Rejection, rejectionFrom } from "./rejection.ts";
+import type { CronJobTemplateSource } from "./run-jobs.ts";
+import type { RunJob, RunPod } from "./runs.ts";
+import type { LiveCronJob } from "./status.ts";
 import { type ReferenceLookup, validateTask } from "./validate.ts";
 
 export const JOBS_BY_TASK = "task";
@@ -74,293 +47,175 @@ export interface ReconcilerDeps {
   /** Tells the manager which Secrets/ConfigMaps a task depends on, so their changes re-queue it. */
   trackReferences: (taskKey: string, namespace: string, references: string[]) => void;
   now?: () => Date;
-  random?: () => number;
 }
 
-const MAX_REQUEUE_MS = 6 * 3_600_000;
+type Outcome =
+  | { kind: "done" }
+  | { kind: "rejected"; rejection: Rejection }
+  | { kind: "conflict" }
+  | { kind: "gone" };
+
+const STRATEGIC_MERGE = "application/strategic-merge-patch+json";
 
 export class BackgroundTaskReconciler {
   private readonly deps: ReconcilerDeps;
+  /** The apiserver's refusals of a task's desired CronJob, by task UID (see rejection.ts). */
+  private readonly rejections = new Map<string, Rejection>();
 
   constructor(deps: ReconcilerDeps) {
     this.deps = deps;
   }
 
   reconcile = async (key: string): Promise<ReconcileResult | undefined> => {
-    const { client, tasks, cronJobs, events, log } = this.deps;
+    const { tasks, log } = this.deps;
     const cached = tasks.get(key);
     const jobs = this.deps.jobs.byIndex(JOBS_BY_TASK, key) as unknown as RunJob[];
+    const namespace = key.split("/")[0] ?? "";
     if (!cached || cached.metadata.deletionTimestamp) {
       // The task is gone: its runs can no longer be recorded anywhere, so let them go.
-      await Promise.all(
-        jobs
-          .filter(hasFinalizer)
-          .map((job) => this.releaseJob(key.split("/")[0] ?? "", job, false)),
-      );
+      if (cached?.metadata.uid) this.rejections.delete(cached.metadata.uid);
+      await this.execute(namespace, undefined, planForDeletedTask(jobs));
       return undefined;
     }
     const task = cached as unknown as BackgroundTaskObject;
-    const { namespace, name } = task.metadata;
-    const now = this.deps.now?.() ?? new Date();
-    const random = this.deps.random ?? Math.random;
-    const target = { apiVersion: API_VERSION, kind: KIND, metadata: task.metadata };
-    const annotations = task.metadata.annotations ?? {};
-
     const validation = validateTask(task, this.deps.references);
     this.deps.trackReferences(key, namespace, validation.references);
-    const previousValid = task.status?.conditions?.find((c) => c.type === "SpecValid");
-    if (
-      !validation.valid &&
-      (previousValid?.status !== "False" || previousValid.message !== validation.message)
-    ) {
-      events.warning(target, validation.reason, validation.message);
+    let rejection = this.rejections.get(task.metadata.uid);
+    if (rejection && rejection.generation !== task.metadata.generation) {
+      this.rejections.delete(task.metadata.uid);
+      rejection = undefined;
     }
-    const valid = validation.valid ? validation : undefined;
-    const spec: BackgroundTaskSpec | undefined = valid?.spec;
-
-    // 1. Every run Job carries the finalizer from first sight until it is recorded.
-    // Unrecorded Jobs are either still running or finished and about to be recorded;
-    // for finished ones, wait briefly for their pods' exit codes.
-    let requeueMs: number | undefined;
-    const activeJobs: RunJob[] = [];
-    const finished: FinishedRun[] = [];
-    for (const job of jobs) {
-      if (isRecorded(job, task.status)) continue;
-      if (!hasFinalizer(job) && !job.metadata.deletionTimestamp)
-        await this.addFinalizer(namespace, job);
-      const run = finishedRun(job, this.podsOf(namespace, job));
-      if (!run) activeJobs.push(job);
-      else if (awaitingPods(run, now)) requeueMs = 500;
-      else finished.push(run);
-    }
-    const accounting = recordRuns(task.status ?? {}, finished, jobs);
-    const state: BackgroundTaskStatus = accounting.status;
-    const lastOutcome = accounting.recorded.at(-1)?.outcome;
-    if (lastOutcome === "Succeeded") delete state.retry;
-
-    // Circuit breaker: a user reset wins, then the runs just recorded decide.
-    const circuitBefore = state.circuit;
-    let circuit: Circuit | undefined = state.circuit;
-    const resetValue = annotations[RESET_CIRCUIT_ANNOTATION];
-    let reset = false;
-    if (resetValue && resetValue !== circuit?.lastResetValue) {
-      reset = isOpen(circuit);
-      circuit = { state: "Closed", lastResetValue: resetValue };
-      state.consecutiveFailures = 0;
-    }
-    if (spec)
-      circuit = circuitAfterRuns(spec, circuit, state.consecutiveFailures ?? 0, lastOutcome, now);
-    if (circuit) state.circuit = circuit;
-    else delete state.circuit;
-
-    // 2. The CronJob, suspended while the circuit is open.
-    let live = cronJobs.get(`${namespace}/${cronJobName(name)}`) as unknown as
-      | (LiveCronJob & CronJobTemplateSource)
-      | undefined;
-    let upToDate = false;
-    if (valid) {
-      const desired = desiredCronJob(task, valid, this.deps.settings, isOpen(state.circuit));
-      const drift = cronJobDrift(desired, live as never);
-      upToDate = drift === undefined;
-
-      if (!upToDate) {
-        live = await client.apply(
-          `/apis/batch/v1/namespaces/${namespace}/cronjobs/${desired.metadata.name}`,
-          desired,
-          FIELD_MANAGER,
-        );
-        upToDate = true;
-        log.info({ key, cronJob: desired.metadata.name, why: drift }, "applied CronJob");
-        // Creation and spec changes are visible in status; someone else's edit or deletion deserves an event.
-        if (drift?.startsWith("drift") || (drift === "missing" && task.status?.cronJobName)) {
-          events.normal(
-            target,
-            "CronJobRepaired",
-            `CronJob ${desired.metadata.name} restored (${drift})`,
-          );
-        }
-      }
-    }
-    const started: Array<{ name: string; kind: RunKind }> = [];
-    const startRun = async (kind: RunKind, seed: string): Promise<string | undefined> => {
-      if (!live) return undefined;
-      const jobName = runJobName(live.metadata.name, kind, seed);
-      try {
-        await client.create(
-          `/apis/batch/v1/namespaces/${namespace}/jobs`,
-          runJob(live, jobName, kind),
-        );
-      } catch (error) {
-        if (!(error instanceof ApiError && error.statusCode === 409)) throw error; // 409: started before a crash
-      }
-      state.lastScheduleTime = iso(now);
-      started.push({ name: jobName, kind });
-      return jobName;
-    };
-
-    if (valid && spec && live) {
-      const next =
-        spec.suspend || isOpen(state.circuit)
-          ? undefined
-          : nextScheduleTime(valid.schedule, valid.timeZone, now);
-      // Run now: one run per distinct annotation value; while open, it is the trial.
-      const runNow = annotations[RUN_NOW_ANNOTATION];
-      if (runNow && runNow !== state.lastRunNowValue) {
-        const jobName = await startRun("manual", `${task.metadata.uid}/${runNow}`);
-        state.lastRunNowValue = runNow;
-        if (jobName && state.circuit?.state === "Open")
-          state.circuit = { ...state.circuit, state: "HalfOpen", trialJobName: jobName };
-      }
-      // Half-open: one trial run after the cooldown (never while the user suspends the task).
-      const due = state.circuit ? trialDueAt(state.circuit) : undefined;
-      if (state.circuit && due && !spec.suspend) {
-        if (now >= due) {
-          const jobName = await startRun("trial", `${task.metadata.uid}/${state.circuit.openedAt}`);
-          if (jobName)
-            state.circuit = { ...state.circuit, state: "HalfOpen", trialJobName: jobName };
-        } else {
-          requeueMs = Math.min(
-            requeueMs ?? Number.POSITIVE_INFINITY,
-            due.getTime() - now.getTime() + 100,
-          );
-        }
-      }
-      // Delayed retry after a failure recorded now; then start it when due.
-      const lastFailure = accounting.failures.at(-1);
-      if (lastFailure && lastOutcome === "Failed") {
-        const planned = planRetry(
-          spec,
-          runKind(lastFailure.job),
-          state.retry,
-          new Date(lastFailure.finishedAt),
-          next,
-          random,
-        );
-        if (planned) state.retry = planned;
-        else delete state.retry;
-      }
-      const retry = state.retry;
-      if (retry?.nextRetryTime && isOpen(state.circuit)) {
-        delete state.retry; // the breaker takes over from retries
-      } else if (retry?.nextRetryTime && !spec.suspend) {
-        const retryAt = Date.parse(retry.nextRetryTime);
-        const blocked =
-          spec.concurrencyPolicy !== "Allow" && (activeJobs.length > 0 || started.length > 0);
-        if (now.getTime() >= retryAt && !blocked) {
-          const jobName = await startRun(
-            "retry",
-            `${task.metadata.uid}/${retry.nextRetryTime}/${retry.attempt}`,
-          );
-          state.retry = { attempt: retry.attempt + 1, ...(jobName ? { jobName } : {}) };
-        } else {
-          requeueMs = Math.min(
-            requeueMs ?? Number.POSITIVE_INFINITY,
-            Math.max(500, retryAt - now.getTime()),
-          );
-        }
-      }
-    }
-
-    // 3. Status: counters and recorded UIDs in one write, guarded by resourceVersion.
-    const activeRuns = [
-      ...activeJobs.map((j) => ({
-        name: j.metadata.name,
-        ...(j.status?.startTime ? { startTime: j.status.startTime } : {}),
-      })),
-      ...started
-        .filter((s) => !activeJobs.some((j) => j.metadata.name === s.name))
-        .map((s) => ({ name: s.name })),
-    ].sort((a, b) => a.name.localeCompare(b.name));
-    const status = computeStatus({
+    const observation: Observation = {
       task,
       validation,
-      cronJob: live,
-      cronJobUpToDate: upToDate,
-      now,
-      runState: state,
-      activeRuns,
-    });
-    const patch = statusPatch(task.status, status);
-    if (patch) {
-      try {
-        const written = await client.mergePatch<KubeObject>(
-          `/apis/${API_VERSION}/namespaces/${namespace}/${PLURAL}/${name}/status`,
-          {
-            metadata: { resourceVersion: task.metadata.resourceVersion },
-            status: patch,
-          },
-        );
-        tasks.recordWrite(written, task.metadata.resourceVersion ?? "");
-      } catch (error) {
-        if (isNotFound(error)) return undefined;
-        // Changed meanwhile: nothing recorded this round; retry on the newer task once the cache has it.
-        if (isConflict(error)) return { requeueAfterMs: 200 };
-        throw error;
+      jobs,
+      podsOf: (job) => this.podsOf(namespace, job),
+      cronJob: this.deps.cronJobs.get(
+        `${namespace}/${cronJobName(task.metadata.name)}`,
+      ) as unknown as (LiveCronJob & CronJobTemplateSource) | undefined,
+      settings: this.deps.settings,
+      now: this.deps.now?.() ?? new Date(),
+    };
+    // At most twice: once more when the apiserver refuses the CronJob.
+    for (;;) {
+      const decided = plan({ ...observation, ...(rejection ? { rejection } : {}) });
+      const outcome = await this.execute(namespace, task, decided.actions);
+      if (outcome.kind === "rejected" && !rejection) {
+        rejection = outcome.rejection;
+        this.rejections.set(task.metadata.uid, rejection);
+        log.info({ key, field: rejection.field }, "CronJob refused by the apiserver");
+        continue;
+      }
+      if (outcome.kind === "gone") return undefined;
+      // Changed meanwhile: nothing recorded this round; retry on the newer task once the cache has it.
+      if (outcome.kind === "conflict") return { requeueAfterMs: 200 };
+      return decided.requeueAfterMs !== undefined
+        ? { requeueAfterMs: decided.requeueAfterMs }
+        : undefined;
+    }
+  };
+
+  /** Carries the actions out in order; stops at the first that makes the rest wrong. */
+  private async execute(
+    namespace: string,
+    task: BackgroundTaskObject | undefined,
+    actions: Action[],
+  ): Promise<Outcome> {
+    const { client, events, log } = this.deps;
+    const target = task
+      ? { apiVersion: API_VERSION, kind: KIND, metadata: task.metadata }
+      : undefined;
+    for (const action of actions) {
+      switch (action.kind) {
+        case "addFinalizer":
+          // Strategic merge adds to the finalizer list without a resourceVersion: no conflicts with other writers.
+          await this.patchJob(namespace, action.job, {
+            metadata: { uid: action.job.metadata.uid, finalizers: [RUN_FINALIZER] },
+          });
+          break;
+        case "releaseJob":
+          await this.patchJob(namespace, action.job, {
+            metadata: {
+              uid: action.job.metadata.uid,
+              "$deleteFromPrimitiveList/finalizers": [RUN_FINALIZER],
+              ...(action.recorded ? { annotations: { [RECORDED_ANNOTATION]: "true" } } : {}),
+            },
+          });
+          break;
+        case "applyCronJob":
+          try {
+            await client.apply(
+              `/apis/batch/v1/namespaces/${namespace}/cronjobs/${action.cronJob.metadata.name}`,
+              action.cronJob,
+              FIELD_MANAGER,
+            );
+            log.info(
+              { task: `${namespace}/${task?.metadata.name}`, why: action.why },
+              "applied CronJob",
+            );
+          } catch (error) {
+            const rejection =
+              error instanceof ApiError
+                ? rejectionFrom(
+                    error,
+                    task?.metadata.generation,
+                    action.cronJob.metadata.annotations[TEMPLATE_HASH_ANNOTATION] ?? "",
+                  )
+                : undefined;
+            if (rejection) return { kind: "rejected", rejection };
+            throw error;
+          }
+          break;
+        case "createJob":
+          try {
+            await client.create(`/apis/batch/v1/namespaces/${namespace}/jobs`, action.body);
+          } catch (error) {
+            if (!(error instanceof ApiError && error.statusCode === 409)) throw error; // 409: started before a crash
+          }
+          break;
+        case "writeStatus": {
+          if (!task) break;
+          try {
+            const written = await client.mergePatch<KubeObject>(
+              `/apis/${API_VERSION}/namespaces/${namespace}/${PLURAL}/${task.metadata.name}/status`,
+              {
+                metadata: { resourceVersion: task.metadata.resourceVersion },
+                status: action.patch,
+              },
+            );
+            this.deps.tasks.recordWrite(written, task.metadata.resourceVersion ?? "");
+          } catch (error) {
+            if (isNotFound(error)) return { kind: "gone" };
+            if (isConflict(error)) return { kind: "conflict" };
+            throw error;
+          }
+          break;
+        }
+        case "deleteJob":
+          try {
+            await client.delete(
+              `/apis/batch/v1/namespaces/${namespace}/jobs/${action.job.metadata.name}`,
+              {
+                kind: "DeleteOptions",
+                apiVersion: "v1",
+                propagationPolicy: "Background",
+                preconditions: { uid: action.job.metadata.uid },
+              },
+            );
+          } catch (error) {
+            if (!isNotFound(error) && !isConflict(error)) throw error;
+          }
+          break;
+        case "event":
+          if (!target) break;
+          if (action.type === "Warning")
+            events.warning(target, action.reason, action.message, action.action);
+          else events.normal(target, action.reason, action.message, action.action);
+          break;
       }
     }
-
-    // 4. Recorded: mark the Jobs, release them, prune history, tell the user.
-    // Also Jobs recorded by an earlier round whose release did not happen (crash, conflict).
-    const recordedUids = new Set(status.recordedJobs ?? []);
-    for (const job of jobs) {
-      const marked = job.metadata.annotations?.[RECORDED_ANNOTATION] === "true";
-      const recorded = marked || recordedUids.has(job.metadata.uid);
-      if (recorded && (!marked || hasFinalizer(job))) await this.releaseJob(namespace, job, true);
-    }
-    for (const run of accounting.failures) {
-      const code = run.exitCode !== undefined ? ` with exit code ${run.exitCode}` : "";
-      events.warning(
-        target,
-        "RunFailed",
-        `Run ${run.job.metadata.name} failed${code}${run.reason ? ` (${run.reason})` : ""}${run.message ? `: ${run.message.slice(0, 200)}` : ""}`,
-        "Run",
-      );
-    }
-    if (accounting.recovered)
-      events.normal(
-        target,
-        "Recovered",
-        `Run ${accounting.recorded.at(-1)?.job.metadata.name} succeeded after failures`,
-        "Run",
-      );
-    for (const s of started)
-      events.normal(target, "RunStarted", `Started ${s.kind} run ${s.name}`, "Run");
-    const circuitNow = status.circuit;
-    if (
-      circuitNow?.state === "Open" &&
-      (circuitBefore?.state !== "Open" || circuitBefore.openedAt !== circuitNow.openedAt)
-    ) {
-      events.warning(
-        target,
-        "CircuitOpened",
-        `${status.consecutiveFailures ?? 0} consecutive failed runs: schedule suspended; trial run in ${circuitNow.cooldownSeconds}s`,
-      );
-    }
-    if (isOpen(circuitBefore) && !isOpen(circuitNow)) {
-      events.normal(
-        target,
-        reset ? "CircuitReset" : "CircuitClosed",
-        reset
-          ? "Circuit closed by the reset-circuit annotation"
-          : "Trial run succeeded: schedule resumed",
-      );
-    }
-    if (spec)
-      await this.pruneHistory(
-        namespace,
-        spec,
-        jobs,
-        new Set(accounting.recorded.map((r) => r.job.metadata.uid)),
-      );
-
-    let wait = requeueMs ?? Number.POSITIVE_INFINITY;
-    if (status.nextScheduleTime) {
-      wait = Math.min(wait, Date.parse(status.nextScheduleTime) - now.getTime() + 1000);
-    }
-    return Number.isFinite(wait)
-      ? { requeueAfterMs: Math.min(MAX_REQUEUE_MS, Math.max(100, wait)) }
-      : undefined;
-  };
+    return { kind: "done" };
+  }
 
   private podsOf(namespace: string, job: RunJob): RunPod[] {
     return this.deps.pods.byIndex(
@@ -369,80 +224,24 @@ export class BackgroundTaskReconciler {
     ) as unknown as RunPod[];
   }
 
-  private jobPath(namespace: string, name: string): string {
-    return `/apis/batch/v1/namespaces/${namespace}/jobs/${name}`;
-  }
-
-  private async addFinalizer(namespace: string, job: RunJob): Promise<void> {
+  private async patchJob(namespace: string, job: RunJob, patch: unknown): Promise<void> {
     try {
-      await this.deps.client.mergePatch(this.jobPath(namespace, job.metadata.name), {
-        metadata: {
-          uid: job.metadata.uid,
-          resourceVersion: job.metadata.resourceVersion,
-          finalizers: [...(job.metadata.finalizers ?? []), RUN_FINALIZER],
-        },
-      });
+      await this.deps.client.request(
+        "patch",
+        "PATCH",
+        `/apis/batch/v1/namespaces/${namespace}/jobs/${job.metadata.name}`,
+        patch,
+        STRATEGIC_MERGE,
+      );
     } catch (error) {
-      // Gone already, or changed under us (the next event retries): either way nothing to hold.
+      // Gone already, replaced by a Job of the same name (uid differs: 409/422), or being deleted
+      // (no new finalizers allowed: 422): either way there is nothing to hold or release.
       if (
         !isNotFound(error) &&
         !isConflict(error) &&
         !(error instanceof ApiError && error.statusCode === 422)
       )
         throw error;
-    }
-  }
-
-  /** Drops the finalizer; with `recorded`, also marks the Job so it is never counted again. */
-  private async releaseJob(namespace: string, job: RunJob, recorded: boolean): Promise<void> {
-    const finalizers = (job.metadata.finalizers ?? []).filter((f) => f !== RUN_FINALIZER);
-    if (!recorded && finalizers.length === (job.metadata.finalizers ?? []).length) return;
-    try {
-      await this.deps.client.mergePatch(this.jobPath(namespace, job.metadata.name), {
-        metadata: {
-          uid: job.metadata.uid,
-          resourceVersion: job.metadata.resourceVersion,
-          finalizers: finalizers.length ? finalizers : null,
-          ...(recorded ? { annotations: { [RECORDED_ANNOTATION]: "true" } } : {}),
-        },
-      });
-    } catch (error) {
-      if (!isNotFound(error) && !isConflict(error)) throw error;
-    }
-  }
-
-  /** Keeps the newest recorded runs per outcome up to the task's history limits; deletes the rest. */
-  private async pruneHistory(
-    namespace: string,
-    spec: BackgroundTaskSpec,
-    jobs: RunJob[],
-    justRecorded: Set<string>,
-  ): Promise<void> {
-    const done = jobs
-      .filter(
-        (j) =>
-          !j.metadata.deletionTimestamp &&
-          (j.metadata.annotations?.[RECORDED_ANNOTATION] === "true" ||
-            justRecorded.has(j.metadata.uid)),
-      )
-      .map((j) => finishedRun(j, []))
-      .filter((r): r is FinishedRun => r !== undefined)
-      .sort((a, b) => b.finishedAt.localeCompare(a.finishedAt));
-    const excess = [
-      ...done.filter((r) => r.outcome === "Succeeded").slice(spec.successfulRunsHistoryLimit),
-      ...done.filter((r) => r.outcome === "Failed").slice(spec.failedRunsHistoryLimit),
-    ];
-    for (const run of excess) {
-      try {
-        await this.deps.client.delete(this.jobPath(namespace, run.job.metadata.name), {
-          kind: "DeleteOptions",
-          apiVersion: "v1",
-          propagationPolicy: "Background",
-          preconditions: { uid: run.job.metadata.uid },
-        });
-      } catch (error) {
-        if (!isNotFound(error) && !isConflict(error)) throw error;
-      }
     }
   }
 }

@@ -57,12 +57,14 @@ export interface FinishedRun {
 }
 
 const MAX_MESSAGE = 1024;
-const MAX_RECORDED_UIDS = 200;
+/** Bound of status.recordedJobs. */
+export const MAX_RECORDED_UIDS = 300;
+/** Runs recorded by one status write; a larger backlog is recorded over several rounds. */
+export const MAX_RUNS_PER_WRITE = 100;
 
-export function isRecorded(job: RunJob, status: BackgroundTaskStatus | undefined): boolean {
+export function isRecorded(job: RunJob, recordedUids: ReadonlySet<string>): boolean {
   return (
-    job.metadata.annotations?.[RECORDED_ANNOTATION] === "true" ||
-    (status?.recordedJobs ?? []).includes(job.metadata.uid)
+    job.metadata.annotations?.[RECORDED_ANNOTATION] === "true" || recordedUids.has(job.metadata.uid)
   );
 }
 
@@ -144,24 +146,51 @@ export function awaitingPods(run: FinishedRun, now: Date, graceMs = 3000): boole
 
 export interface Accounting {
   status: BackgroundTaskStatus;
+  /** Runs recorded by this round, oldest first. */
   recorded: FinishedRun[];
+  /** Finished runs left for a later round because of the per-write bound. */
+  deferred: number;
   /** Failed runs newly recorded, in order, and whether a success ended a failure streak. */
   failures: FinishedRun[];
   recovered: boolean;
 }
 
-/** Folds newly finished runs, oldest first, into the status counters. */
+function byFinish(a: FinishedRun, b: FinishedRun): number {
+  return (
+    a.finishedAt.localeCompare(b.finishedAt) ||
+    a.job.metadata.name.localeCompare(b.job.metadata.name)
+  );
+}
+
+/**
+ * Folds newly finished runs, oldest first, into the status counters.
+ *
+ * Exactly once rests on status.recordedJobs: a Job is counted only if its UID
+ * is not there and it does not carry the recorded annotation, and its UID goes
+ * there in the same write as its counts. A UID may leave the list only when
+ * that can no longer matter: once the Job is seen with the recorded annotation,
+ * or once it is absent from the cache and the list needs the room (absent
+ * UIDs are kept while there is room because a cache that lags the task's
+ * status may not have seen the Job yet). UIDs of Jobs still present and
+ * unannotated are never dropped; instead no more than the remaining room is
+ * recorded per round, so a backlog of any size is recorded in bounded steps.
+ */
 export function recordRuns(
   previous: BackgroundTaskStatus,
-  runs: FinishedRun[],
+  finished: FinishedRun[],
   liveJobs: RunJob[],
 ): Accounting {
   const status: BackgroundTaskStatus = { ...previous };
-  const ordered = [...runs].sort(
-    (a, b) =>
-      a.finishedAt.localeCompare(b.finishedAt) ||
-      a.job.metadata.name.localeCompare(b.job.metadata.name),
-  );
+  const live = new Map(liveJobs.map((j) => [j.metadata.uid, j]));
+  const previousUids = previous.recordedJobs ?? [];
+  const mustKeep = previousUids.filter((uid) => {
+    const job = live.get(uid);
+    return job !== undefined && job.metadata.annotations?.[RECORDED_ANNOTATION] !== "true";
+  });
+  const absent = previousUids.filter((uid) => !live.has(uid));
+  const room = Math.max(0, Math.min(MAX_RUNS_PER_WRITE, MAX_RECORDED_UIDS - mustKeep.length));
+  const all = [...finished].sort(byFinish);
+  const ordered = all.slice(0, room);
   const counters = { total: 0, succeeded: 0, failed: 0, ...(previous.runs ?? {}) };
   let consecutive = previous.consecutiveFailures ?? 0;
   const failures: FinishedRun[] = [];
@@ -204,19 +233,14 @@ export function recordRuns(
   }
   status.runs = counters;
   status.consecutiveFailures = consecutive;
-  // Keep only UIDs whose Jobs may still lack the recorded annotation; the rest are proven by the annotation.
-  const needed = new Set(
-    liveJobs
-      .filter((j) => j.metadata.annotations?.[RECORDED_ANNOTATION] !== "true")
-      .map((j) => j.metadata.uid),
-  );
-  const uids = [
-    ...(previous.recordedJobs ?? []).filter((uid) => needed.has(uid)),
-    ...ordered.map((r) => r.job.metadata.uid),
-  ];
-  status.recordedJobs = uids.slice(-MAX_RECORDED_UIDS);
-  if (status.recordedJobs.length === 0) delete status.recordedJobs;
-  return { status, recorded: ordered, failures, recovered };
+  const kept = new Set([...mustKeep]);
+  const fresh = ordered.map((r) => r.job.metadata.uid);
+  const spare = Math.max(0, MAX_RECORDED_UIDS - mustKeep.length - fresh.length);
+  for (const uid of absent.slice(Math.max(0, absent.length - spare))) kept.add(uid);
+  const uids = [...previousUids.filter((uid) => kept.has(uid)), ...fresh];
+  if (uids.length) status.recordedJobs = uids;
+  else delete status.recordedJobs;
+  return { status, recorded: ordered, deferred: all.length - ordered.length, failures, recovered };
 }
 
 export function hasFinalizer(job: RunJob): boolean {

@@ -41,17 +41,28 @@ describe("hashed schedules", () => {
     expect(() => resolveSchedule("* * * *", "ns", "x")).toThrow("expected 5 fields");
     expect(() => resolveSchedule("@every 5m", "ns", "x")).toThrow(ScheduleError);
     expect(() => resolveSchedule("TZ=UTC 0 * * * *", "ns", "x")).toThrow("spec.timeZone");
-    expect(() => validateResolvedSchedule("0 0 L * *")).toThrow("not supported");
+    expect(() => validateResolvedSchedule("0 0 L * *")).toThrow("failed to parse int from L");
+    expect(() => validateResolvedSchedule("0 0 * * 7")).toThrow("above maximum (6)");
+    expect(() => resolveSchedule("@HOURLY", "ns", "x")).not.toThrow();
+    expect(() => validateResolvedSchedule("@HOURLY")).toThrow("unrecognized descriptor");
     expect(() => validateResolvedSchedule("0 25 * * *")).toThrow(ScheduleError);
   });
 
   it("computes the next run in the schedule's time zone", () => {
     const after = new Date("2026-07-01T10:00:00Z");
-    expect(nextScheduleTime("0 2 * * *", "Europe/Berlin", after).toISOString()).toBe(
+    expect(nextScheduleTime("0 2 * * *", "Europe/Berlin", after)?.toISOString()).toBe(
       "2026-07-02T00:00:00.000Z",
     );
-    expect(nextScheduleTime("@hourly", undefined, after).toISOString()).toBe(
+    expect(nextScheduleTime("@hourly", undefined, after)?.toISOString()).toBe(
       "2026-07-01T11:00:00.000Z",
+    );
+  });
+
+  it("skips a day whose time falls in a daylight-saving gap, as the CronJob controller does", () => {
+    // 2026-03-29 02:30 does not exist in Berlin; robfig/cron (the controller) skips to the next day.
+    const after = new Date("2026-03-28T12:00:00Z");
+    expect(nextScheduleTime("30 2 * * *", "Europe/Berlin", after)?.toISOString()).toBe(
+      "2026-03-30T00:30:00.000Z",
     );
   });
 });

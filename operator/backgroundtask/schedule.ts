@@ -1,7 +1,7 @@
 // Schedules: Jenkins-style H expanded deterministically from namespace/name,
 // validation matching what the CronJob controller accepts, and the next run.
 import { createHash } from "node:crypto";
-import { CronExpressionParser } from "cron-parser";
+import { CronSyntaxError, nextActivation, parseStandard } from "./cron.ts";
 
 const DESCRIPTORS: Record<string, string> = {
   "@yearly": "0 0 1 1 *",
@@ -93,24 +93,16 @@ export function resolveSchedule(schedule: string, namespace: string, name: strin
     .join(" ");
 }
 
-/** Throws a ScheduleError naming the problem when the CronJob controller would not accept the schedule. */
+/**
+ * Throws a ScheduleError naming the problem when the CronJob controller would
+ * not accept the schedule: the same parser (robfig/cron's ParseStandard, ported).
+ */
 export function validateResolvedSchedule(resolved: string): void {
-  const standard = DESCRIPTORS[resolved.toLowerCase()] ?? resolved;
-  if (
-    /[LW#]/i.test(
-      standard.replace(/[A-Za-z]{3}/g, (m) =>
-        /^(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|sun|mon|tue|wed|thu|fri|sat)$/i.test(m)
-          ? "0"
-          : m,
-      ),
-    )
-  ) {
-    throw new ScheduleError("L, W and # are not supported by Kubernetes CronJobs");
-  }
   try {
-    CronExpressionParser.parse(standard, { strict: false });
+    parseStandard(resolved);
   } catch (error) {
-    throw new ScheduleError(error instanceof Error ? error.message : String(error));
+    if (error instanceof CronSyntaxError) throw new ScheduleError(error.message);
+    throw error;
   }
 }
 
@@ -124,16 +116,11 @@ export function validateTimeZone(timeZone: string): void {
   }
 }
 
-/** First scheduled time strictly after `after`. */
+/** First scheduled time strictly after `after`, as the CronJob controller computes it; undefined if none within 5 years. */
 export function nextScheduleTime(
   resolved: string,
   timeZone: string | undefined,
   after: Date,
-): Date {
-  const standard = DESCRIPTORS[resolved.toLowerCase()] ?? resolved;
-  const expression = CronExpressionParser.parse(standard, {
-    currentDate: after,
-    tz: timeZone ?? "UTC",
-  });
-  return expression.next().toDate();
+): Date | undefined {
+  return nextActivation(parseStandard(resolved), timeZone ?? "UTC", after);
 }

@@ -161,10 +161,11 @@ export function computeStatus(input: StatusInput): BackgroundTaskStatus {
     const lastSchedule = cronJob.status?.lastScheduleTime;
     if (lastSchedule && (!status.lastScheduleTime || lastSchedule > status.lastScheduleTime))
       status.lastScheduleTime = lastSchedule;
-    status.nextScheduleTime =
+    const next =
       cronJob.spec?.suspend || !cronJob.spec?.schedule
         ? undefined
-        : isoSeconds(nextScheduleTime(cronJob.spec.schedule, cronJob.spec.timeZone, now));
+        : nextScheduleTime(cronJob.spec.schedule, cronJob.spec.timeZone, now);
+    status.nextScheduleTime = next ? isoSeconds(next) : undefined;
   }
   status.phase = phaseOf(status, validation.valid, suspended, ready.status === "True");
   return dropUndefined(status);
@@ -190,17 +191,39 @@ function dropUndefined<T extends object>(value: T): T {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }
 
+/**
+ * RFC 7386 merge patch that turns `current` into exactly `desired`, or
+ * undefined when they are equal. A merge patch merges objects recursively,
+ * so every key that disappears at any depth must be sent as null; arrays
+ * (and anything that is not a plain object) are replaced whole.
+ */
+export function mergePatchDiff(current: unknown, desired: unknown): unknown {
+  if (!isPlainObject(current) || !isPlainObject(desired))
+    return isDeepStrictEqual(current, desired) ? undefined : desired;
+  const patch: Record<string, unknown> = {};
+  for (const key of new Set([...Object.keys(current), ...Object.keys(desired)])) {
+    if (!(key in desired) || desired[key] === undefined) {
+      if (key in current && current[key] !== undefined) patch[key] = null;
+      continue;
+    }
+    if (!(key in current) || current[key] === undefined) {
+      patch[key] = desired[key];
+      continue;
+    }
+    const child = mergePatchDiff(current[key], desired[key]);
+    if (child !== undefined) patch[key] = child;
+  }
+  return Object.keys(patch).length ? patch : undefined;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
 /** Merge patch from the current to the desired status; undefined when they are equal. */
 export function statusPatch(
   current: BackgroundTaskStatus | undefined,
   desired: BackgroundTaskStatus,
 ): Record<string, unknown> | undefined {
-  const patch: Record<string, unknown> = {};
-  const before = (current ?? {}) as Record<string, unknown>;
-  const after = desired as Record<string, unknown>;
-  for (const key of new Set([...Object.keys(before), ...Object.keys(after)])) {
-    if (!(key in after)) patch[key] = null;
-    else if (!isDeepStrictEqual(before[key], after[key])) patch[key] = after[key];
-  }
-  return Object.keys(patch).length ? patch : undefined;
+  return mergePatchDiff(current ?? {}, desired) as Record<string, unknown> | undefined;
 }

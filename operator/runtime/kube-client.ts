@@ -37,14 +37,32 @@ export interface KubeList<T> {
   items: T[];
 }
 
+/** The `details.causes` of a Kubernetes Status: which field was refused and why. */
+export interface StatusCause {
+  field?: string;
+  message?: string;
+  reason?: string;
+}
+
 export class ApiError extends Error {
   readonly statusCode: number;
   readonly reason: string;
+  /** The apiserver's own message, without the request line. */
+  readonly statusMessage: string;
+  readonly causes: StatusCause[];
 
-  constructor(statusCode: number, reason: string, message: string) {
+  constructor(
+    statusCode: number,
+    reason: string,
+    message: string,
+    statusMessage = message,
+    causes: StatusCause[] = [],
+  ) {
     super(message);
     this.statusCode = statusCode;
     this.reason = reason;
+    this.statusMessage = statusMessage;
+    this.causes = causes;
   }
 }
 
@@ -121,12 +139,26 @@ export class KubeClient {
             }
             let reason = "Unknown";
             let message = text;
+            let causes: StatusCause[] = [];
             try {
-              const parsed = JSON.parse(text) as { reason?: string; message?: string };
+              const parsed = JSON.parse(text) as {
+                reason?: string;
+                message?: string;
+                details?: { causes?: StatusCause[] };
+              };
               reason = parsed.reason ?? reason;
               message = parsed.message ?? message;
+              causes = parsed.details?.causes ?? [];
             } catch {}
-            reject(new ApiError(status, reason, `${method} ${path}: ${status} ${message}`));
+            reject(
+              new ApiError(
+                status,
+                reason,
+                `${method} ${path}: ${status} ${message}`,
+                message,
+                causes,
+              ),
+            );
           });
           res.on("error", reject);
         },
