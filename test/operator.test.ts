@@ -1,7 +1,7 @@
 // The operator core end to end: a real operator process against the real
 // control plane, observed through kubectl and the API like a user would.
 import { describe, expect, it } from "vitest";
-import { createNamespace, eventually, kubectl, kubectlResult, sleep } from "./support/cluster.ts";
+import { createNamespace, eventually, kubectl, kubectlResult } from "./support/cluster.ts";
 import { OperatorProcess, operatorForSuite } from "./support/operator.ts";
 import {
   apply,
@@ -12,6 +12,12 @@ import {
   task,
   waitForCondition,
 } from "./support/tasks.ts";
+
+const webhook = {
+  task: "http.request",
+  schedule: "@daily",
+  params: { url: "https://example.com" },
+};
 
 describe("BackgroundTask operator", () => {
   const suite = operatorForSuite("op", {
@@ -316,6 +322,22 @@ describe("BackgroundTask operator", () => {
       "MissingSecret",
       "spec.envFrom[0].secretRef.name",
     ],
+    // What Kubernetes itself refuses: the CronJob controller's cron parser (ported) and the apiserver.
+    ["upper-descriptor", { ...webhook, schedule: "@HOURLY" }, "InvalidSchedule", "spec.schedule"],
+    ["sunday-seven", { ...webhook, schedule: "0 0 * * 7" }, "InvalidSchedule", "spec.schedule"],
+    ["lower-tz", { ...webhook, timeZone: "europe/berlin" }, "RejectedByAPIServer", "spec.timeZone"],
+    [
+      "bad-label",
+      { ...webhook, podMetadata: { labels: { "bad key!": "x" } } },
+      "RejectedByAPIServer",
+      "spec.podMetadata.labels",
+    ],
+    [
+      "huge-timeout",
+      { ...webhook, timeout: "99999999999999999999h" },
+      "RejectedByAPIServer",
+      "spec.timeout",
+    ],
   ])(
     "marks %s SpecValid=False with a reason, the field and a Warning event",
     async (name, spec, reason, field) => {
@@ -429,8 +451,8 @@ describe("operator restarts and leader election", () => {
         what: "restarted operator to reconcile all tasks",
       },
     );
+    await second.idle(20);
     const lists = await second.metric("nightshift_apiserver_requests", { verb: "list" });
-    await sleep(3000);
     expect(await second.writes()).toBe(0);
     expect(await second.metric("nightshift_apiserver_requests", { verb: "list" })).toBe(lists);
     await second.stop();
@@ -458,7 +480,17 @@ describe("operator restarts and leader election", () => {
       leaderElectionNamespace: ns,
       identity: "replica-b",
     });
-    await sleep(3000);
+    // a renews twice while b runs: b (same retry period) has tried the lease meanwhile and stands by.
+    const renewals = new Set<string>();
+    await eventually(
+      () => {
+        renewals.add(
+          JSON.parse(kubectl(["get", "lease", id, "-n", ns, "-o", "json"])).spec.renewTime,
+        );
+        return renewals.size >= 3 ? true : undefined;
+      },
+      { what: "two lease renewals by a while b stands by" },
+    );
     expect(await b.metric("leader_election_master_status", { name: id })).toBe(0);
     const lease = JSON.parse(kubectl(["get", "lease", id, "-n", ns, "-o", "json"]));
     expect(lease.spec.holderIdentity).toBe("replica-a");

@@ -1,7 +1,7 @@
 // Run accounting, retries, circuit breaker and run-now, end to end: runs are
 // real Jobs whose pods kwok drives to the exit codes a runner would return.
 import { describe, expect, it } from "vitest";
-import { createNamespace, eventually, kubectl, sleep } from "./support/cluster.ts";
+import { createNamespace, eventually, kubectl } from "./support/cluster.ts";
 import { OperatorProcess, operatorForSuite } from "./support/operator.ts";
 import { kwokPodBehaviour, startScheduledRun } from "./support/runs.ts";
 import {
@@ -171,7 +171,7 @@ describe("run accounting", () => {
     expect(firstWait).toBeGreaterThanOrEqual(1000);
     expect(secondWait).toBeGreaterThanOrEqual(2000);
     expect(secondWait).toBeGreaterThan(firstWait);
-    await sleep(6000);
+    // The status that recorded the third failure also decided "no more retries" (no status.retry).
     expect(jobsOf(suite.ns, "flaky").length).toBe(3);
   });
 
@@ -195,7 +195,7 @@ describe("run accounting", () => {
       "unrelated=change",
     ]);
     await suite.restart();
-    await sleep(3000);
+    await suite.operator.idle(); // the restarted operator has looked at every task
     expect(jobsOf(suite.ns, "manual").length).toBe(1);
     kubectl([
       "annotate",
@@ -357,9 +357,19 @@ describe("circuit breaker", () => {
     patchSpec(suite.ns, "held", { suspend: true });
     await waitForCondition(suite.ns, "held", "Suspended", "True");
     startScheduledRun(suite.ns, "held", "held-1");
-    await waitForCondition(suite.ns, "held", "CircuitOpen", "True");
-    await sleep(4000);
-    expect(jobsOf(suite.ns, "held").length).toBe(1); // no trial while the user suspends the task
+    const open = await waitForCondition(suite.ns, "held", "CircuitOpen", "True");
+    // Past the cooldown, a run-now is answered (consumed, nothing started): proof the operator
+    // looked after the trial was due, and that suspend wins over run-now too.
+    const due = Date.parse(open.status?.circuit?.openedAt ?? "") + 2000;
+    await eventually(() => (Date.now() > due + 500 ? true : undefined), { what: "cooldown over" });
+    kubectl(["annotate", "bgt", "held", "-n", suite.ns, "nightshift.dev/run-now=while-held"]);
+    await waitForStatus(
+      suite.ns,
+      "held",
+      "run-now consumed",
+      (s) => s.lastRunNowValue === "while-held",
+    );
+    expect(jobsOf(suite.ns, "held").length).toBe(1); // no trial, no run-now while the user suspends the task
     kubectl(["annotate", "bgt", "held", "-n", suite.ns, "nightshift.dev/reset-circuit=now"]);
     const bgt = await waitForCondition(suite.ns, "held", "CircuitOpen", "False");
     expect(bgt.status?.consecutiveFailures).toBe(0);

@@ -89,6 +89,36 @@ export class OperatorProcess {
     return Number.NaN;
   }
 
+  /** Sum of all samples of a metric whose labels include `labels`. */
+  async metricSum(name: string, labels: Record<string, string> = {}): Promise<number> {
+    const { body } = await this.http("/metrics");
+    const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+    let total = 0;
+    for (const line of body.split("\n")) {
+      const [series, value] = line.split(/ (?=[^ ]+$)/);
+      if (!series || series.split("{")[0] !== name) continue;
+      if (want.every((w) => series.includes(w))) total += Number(value);
+    }
+    return total;
+  }
+
+  /**
+   * Resolves once the operator has reconciled at least `reconciles` times
+   * and nothing is queued or in flight: everything it was told about so far
+   * has been looked at. Negative checks wait for this instead of sleeping.
+   */
+  async idle(reconciles = 1): Promise<void> {
+    await eventually(
+      async () =>
+        (await this.metricSum("controller_runtime_reconcile_total")) >= reconciles &&
+        (await this.metricSum("workqueue_depth")) === 0 &&
+        (await this.metricSum("controller_runtime_active_workers")) === 0
+          ? true
+          : undefined,
+      { what: "operator to be idle", timeoutMs: 60_000 },
+    );
+  }
+
   /** Write requests (create, update, apply, patch, delete) made by the operator so far, leases excluded. */
   async writes(): Promise<number> {
     let total = 0;

@@ -34,16 +34,32 @@ export function kwokPodBehaviour(options: RunOptions): {
   return { labels, annotations };
 }
 
-/** Creates a run Job exactly as the CronJob controller would, and returns its name. */
-export function startScheduledRun(
+interface CronJobTemplate {
+  metadata: { uid: string };
+  spec: {
+    jobTemplate: {
+      metadata: { labels?: Record<string, string>; annotations?: Record<string, string> };
+      spec: {
+        template: {
+          metadata: { labels?: Record<string, string>; annotations?: Record<string, string> };
+        };
+      };
+    };
+  };
+}
+
+function getCronJob(namespace: string, cronJobName: string): CronJobTemplate {
+  return JSON.parse(kubectl(["get", "cronjob", cronJobName, "-n", namespace, "-o", "json"]));
+}
+
+/** The Job the CronJob controller would create for a run, with kwok deciding how its pod ends. */
+function scheduledRunJob(
   namespace: string,
   cronJobName: string,
+  cronJob: CronJobTemplate,
   jobName: string,
-  options: RunOptions = {},
-): string {
-  const cronJob = JSON.parse(
-    kubectl(["get", "cronjob", cronJobName, "-n", namespace, "-o", "json"]),
-  );
+  options: RunOptions,
+): Record<string, unknown> {
   const template = cronJob.spec.jobTemplate;
   const pod = kwokPodBehaviour(options);
   const spec = structuredClone(template.spec);
@@ -52,7 +68,7 @@ export function startScheduledRun(
     ...(spec.template.metadata.annotations ?? {}),
     ...pod.annotations,
   };
-  const job = {
+  return {
     apiVersion: "batch/v1",
     kind: "Job",
     metadata: {
@@ -73,6 +89,32 @@ export function startScheduledRun(
     },
     spec,
   };
-  kubectl(["create", "-f", "-"], JSON.stringify(job));
+}
+
+/** Creates a run Job exactly as the CronJob controller would, and returns its name. */
+export function startScheduledRun(
+  namespace: string,
+  cronJobName: string,
+  jobName: string,
+  options: RunOptions = {},
+): string {
+  const cronJob = getCronJob(namespace, cronJobName);
+  kubectl(
+    ["create", "-f", "-"],
+    JSON.stringify(scheduledRunJob(namespace, cronJobName, cronJob, jobName, options)),
+  );
   return jobName;
+}
+
+/** Creates many run Jobs of one CronJob in one request-batch (a List), as after a long outage. */
+export function startScheduledRuns(
+  namespace: string,
+  cronJobName: string,
+  runs: Array<{ name: string; options?: RunOptions }>,
+): void {
+  const cronJob = getCronJob(namespace, cronJobName);
+  const items = runs.map((r) =>
+    scheduledRunJob(namespace, cronJobName, cronJob, r.name, r.options ?? {}),
+  );
+  kubectl(["create", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items }));
 }
