@@ -354,7 +354,7 @@ describe("apiserver refusals (defect 7)", () => {
     ).toBe("spec.timeZone");
     expect(
       refuse(
-        "spec.jobTemplate.spec.template.metadata.labels",
+        "spec.jobTemplate.spec.template.labels",
         'Invalid value: "bad key!": name part must consist of…',
       )?.field,
     ).toBe("spec.podMetadata.labels");

@@ -31,8 +31,9 @@ const FIELD_MAP: Array<[RegExp, string]> = [
   [/^spec\.jobTemplate\.spec\.activeDeadlineSeconds/, "spec.timeout"],
   [/^spec\.jobTemplate\.spec\.backoffLimit/, "spec.retry.limit"],
   [/^spec\.jobTemplate\.metadata\.labels/, "spec.queueName"],
-  [/^spec\.jobTemplate\.spec\.template\.metadata\.labels/, "spec.podMetadata.labels"],
-  [/^spec\.jobTemplate\.spec\.template\.metadata\.annotations/, "spec.podMetadata.annotations"],
+  // The apiserver names pod labels both ways, with and without ".metadata".
+  [/^spec\.jobTemplate\.spec\.template\.(metadata\.)?labels/, "spec.podMetadata.labels"],
+  [/^spec\.jobTemplate\.spec\.template\.(metadata\.)?annotations/, "spec.podMetadata.annotations"],
   [/^spec\.jobTemplate\.spec\.template\.spec\.priorityClassName/, "spec.priority"],
   [/^spec\.jobTemplate\.spec\.template\.spec\.serviceAccountName/, "spec.serviceAccountName"],
   [/^spec\.jobTemplate\.spec\.template\.spec\.volumes/, "spec.volumes"],
@@ -79,12 +80,14 @@ export function rejectionFrom(
     .map((cause) => ({ cause, field: cause.field ? taskFieldOf(cause.field) : undefined }))
     .filter((c) => c.field !== undefined);
   let field = found[0]?.field;
+  // A refused field under spec that no mapping knows is still the spec's doing: name the spec.
+  if (!field && error.causes.some((c) => c.field?.startsWith("spec."))) field = "spec";
   if (!field && error.causes.length === 0)
     field = MESSAGE_MAP.find(([pattern]) => pattern.test(error.statusMessage))?.[1];
   if (!field) return undefined;
-  const message = found.length
-    ? found
-        .map(({ cause }) => `${cause.field}: ${cause.message ?? cause.reason ?? "invalid"}`)
+  const message = error.causes.length
+    ? error.causes
+        .map((cause) => `${cause.field}: ${cause.message ?? cause.reason ?? "invalid"}`)
         .join("; ")
     : error.statusMessage;
   return { generation, templateHash, field, message: `Kubernetes refused the CronJob: ${message}` };
