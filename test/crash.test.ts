@@ -90,6 +90,7 @@ describe("exactly-once run accounting", () => {
 
   it("records a backlog of 320 runs finished while the operator was down exactly once, through 20 SIGKILLs while it catches up", async () => {
     const ns = await createNamespace("backlog");
+    await operator?.stop();
     operator = await OperatorProcess.start({ namespaces: [ns] });
     apply(
       task(ns, "backlog", {
@@ -153,14 +154,16 @@ function jobNames(ns: string): string[] {
 }
 
 function finishedJobs(ns: string): number {
-  const list = JSON.parse(kubectl(["get", "jobs", "-n", ns, "-o", "json"])) as {
-    items: Array<{ status?: { conditions?: Array<{ type: string; status: string }> } }>;
-  };
-  return list.items.filter((j) =>
-    j.status?.conditions?.some(
-      (c) => (c.type === "Complete" || c.type === "Failed") && c.status === "True",
-    ),
-  ).length;
+  return kubectl([
+    "get",
+    "jobs",
+    "-n",
+    ns,
+    "-o",
+    'jsonpath={range .items[*]}{.status.conditions[?(@.status=="True")].type}{"\\n"}{end}',
+  ])
+    .split("\n")
+    .filter((types) => /\b(Complete|Failed)\b/.test(types)).length;
 }
 
 async function everyJobReleased(ns: string): Promise<void> {

@@ -20,6 +20,8 @@ export function kubectl(args: string[], input?: string): string {
       encoding: "utf8",
       input,
       stdio: ["pipe", "pipe", "pipe"],
+      // Lists of hundreds of Jobs run to megabytes.
+      maxBuffer: 256 * 1024 * 1024,
     },
   );
 }
