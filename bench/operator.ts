@@ -4,7 +4,6 @@
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { KubeConfig } from "@kubernetes/client-node";
 import type { BackgroundTaskObject } from "../crds/backgroundtask.ts";
 import { desiredCronJob } from "../operator/backgroundtask/desired-cronjob.ts";
 import { cronJobName } from "../operator/backgroundtask/labels.ts";
@@ -51,9 +50,7 @@ const plane = new ControlPlane({ log: (l) => say(`control plane: ${l}`) });
 await plane.start();
 plane.kubectl(["apply", "--server-side", "-f", `${root}crds/nightshift.dev_backgroundtasks.yaml`]);
 plane.kubectl(["wait", "--for=condition=Established", "crd/backgroundtasks.nightshift.dev"]);
-const kc = new KubeConfig();
-kc.loadFromFile(plane.kubeconfigPath);
-const client = new KubeClient(kc);
+const client = KubeClient.fromKubeconfig(plane.kubeconfigPath);
 const names = Array.from({ length: TASKS }, (_, i) => `task-${i}`);
 for (const ns of ["baseline", "bench"])
   await client.create("/api/v1/namespaces", { metadata: { name: ns } });
