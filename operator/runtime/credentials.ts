@@ -49,13 +49,13 @@ export function parseExecCredential(stdout: string, apiVersion: string): ExecCre
     throw new Error(`exec plugin answered ${parsed.apiVersion}, the kubeconfig asks ${apiVersion}`);
   const status = parsed.status;
   if (!status) throw new Error("exec plugin's ExecCredential has no status");
-  if (!status.token && !(status.clientCertificateData && status.clientKeyData))
-    throw new Error(
-      "exec plugin's ExecCredential has neither token nor client certificate and key",
-    );
   if (Boolean(status.clientCertificateData) !== Boolean(status.clientKeyData))
     throw new Error(
       "exec plugin's ExecCredential has a certificate without key or a key without certificate",
+    );
+  if (!status.token && !(status.clientCertificateData && status.clientKeyData))
+    throw new Error(
+      "exec plugin's ExecCredential has neither token nor client certificate and key",
     );
   const expiresAt = status.expirationTimestamp ? Date.parse(status.expirationTimestamp) : undefined;
   if (expiresAt !== undefined && Number.isNaN(expiresAt))
