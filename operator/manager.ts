@@ -83,6 +83,7 @@ export class Manager {
         new Informer(client, {
           name: `backgroundtasks/${where}`,
           path: collectionPath(`/apis/${API_VERSION}`, PLURAL, ns),
+          compact: true,
           log: informerLog,
         }),
       );
@@ -91,6 +92,7 @@ export class Manager {
           name: `cronjobs/${where}`,
           path: collectionPath("/apis/batch/v1", "cronjobs", ns),
           labelSelector: MANAGED_SELECTOR,
+          compact: true,
           log: informerLog,
         }),
       );
@@ -269,7 +271,7 @@ export class Manager {
       "caches synced; reconciling",
     );
     for (const informer of this.tasks)
-      for (const task of informer.list()) this.controller.enqueue(objectKey(task));
+      for (const key of informer.keys()) this.controller.enqueue(key);
     this.controller.start();
   }
 

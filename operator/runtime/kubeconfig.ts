@@ -6,9 +6,19 @@
 // RSS. This file only describes the connection; credentials.ts reads (and
 // re-reads) the secrets it points at.
 import { existsSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { homedir } from "node:os";
 import { delimiter, dirname, isAbsolute, join, resolve } from "node:path";
-import { parse } from "yaml";
+
+/** JSON is YAML too; the YAML parser (~10 MB RSS) is loaded only for a kubeconfig that needs it. */
+function parseKubeconfig(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    const yaml = createRequire(import.meta.url)("yaml") as typeof import("yaml");
+    return yaml.parse(text);
+  }
+}
 
 /** How to get credentials; files and commands are read by credentials.ts, again and again. */
 export interface UserAuth {
@@ -114,7 +124,7 @@ export function mergeKubeconfigs(files: KubeconfigFile[]): MergedKubeconfig {
     files: files.map((f) => f.path),
   };
   for (const file of files) {
-    const doc = (parse(file.text) ?? {}) as {
+    const doc = (parseKubeconfig(file.text) ?? {}) as {
       "current-context"?: string;
       clusters?: Array<{ name: string; cluster: RawCluster }> | null;
       users?: Array<{ name: string; user: RawUser }> | null;
