@@ -77,9 +77,13 @@ describe("file credentials", () => {
     expect((await source.current()).authorization).toBe("Bearer three");
   });
 
-  it("cannot refresh a static token", () => {
+  it("uses a static token or basic auth as given, and cannot refresh it", async () => {
     const source = new CredentialSource({ token: "fixed" });
-    expect(source.rejected({})).toBe(true);
+    const credentials = await source.current();
+    expect(credentials.authorization).toBe("Bearer fixed");
+    expect(source.rejected(credentials)).toBe(false);
+    const basic = new CredentialSource({ username: "u", password: "p" });
+    expect((await basic.current()).authorization).toBe(`Basic ${btoa("u:p")}`);
   });
 
   it("judges staleness by expiry first, then by age", () => {

@@ -124,7 +124,8 @@ export class CredentialSource {
   private certPair?: Cached<{ cert: string; key: string }>;
   private exec?: Cached<ExecCredential>;
   private refreshing?: Promise<Credentials>;
-  private forceRefresh = false;
+  /** True until the first refresh: static credentials are computed once, then kept. */
+  private forceRefresh = true;
   private last: Credentials = {};
 
   private readonly auth: UserAuth;
