@@ -99,7 +99,9 @@ export async function grantClusterAdmin(
   await admin
     .create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
       metadata: {
-        name: `test-${subject.kind.toLowerCase()}-${subject.name}`.replace(/[^a-z0-9.-]/g, "-"),
+        name: `test-${subject.kind}-${"namespace" in subject ? `${subject.namespace}-` : ""}${subject.name}`
+          .toLowerCase()
+          .replace(/[^a-z0-9.-]/g, "-"),
       },
       roleRef: {
         apiGroup: "rbac.authorization.k8s.io",
