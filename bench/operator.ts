@@ -1,10 +1,18 @@
-// Benchmarks the operator against the local control plane and prints figures
-// for DESIGN.md's targets (no assertions: numbers, measured in one run).
-//   BENCH_TASKS=1000 BENCH_RUNS=300 node bench/operator.ts      (make bench)
-import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+// Benchmarks the operator against the local control plane, beside a plain
+// client making the same writes and the Go controller-runtime peer
+// (bench/go-peer), all in one run on one control plane, and prints every
+// figure with its target (issue 12). No assertions: numbers.
+//   make bench                         1,000 tasks
+//   BENCH_TASKS=10000 make bench       the full size
+//   BENCH_GO_PEER=0 make bench         without the Go peer
+//   BENCH_HEAP_SNAPSHOT=1 make bench   also the operator's top heap retainers
+// The operator runs as the image runs it: dist/ JavaScript (make build) with
+// the image's Node flags (OPERATOR_NODE_FLAGS), unless BENCH_OPERATOR_NODE_FLAGS says otherwise.
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { KubeConfig } from "@kubernetes/client-node";
 import type { BackgroundTaskObject } from "../crds/backgroundtask.ts";
 import { desiredCronJob } from "../operator/backgroundtask/desired-cronjob.ts";
 import { cronJobName } from "../operator/backgroundtask/labels.ts";
@@ -13,15 +21,27 @@ import { validateTask } from "../operator/backgroundtask/validate.ts";
 import { KubeClient } from "../operator/runtime/kube-client.ts";
 import { ControlPlane } from "../test/controlplane/controlplane.ts";
 import { freePorts } from "../test/controlplane/processes.ts";
+import { summarizeHeapSnapshot } from "./heap-summary.ts";
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 1000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 300);
-// Runs started per second: 17/s is 1,000 tasks running every minute.
-const RUN_RATE = Number(process.env.BENCH_RUN_RATE ?? 17);
-const CONCURRENCY = Number(process.env.BENCH_WORKERS ?? 8);
+const WORKERS = Number(process.env.BENCH_WORKERS ?? 8);
+const GO_PEER = process.env.BENCH_GO_PEER !== "0";
+/** What operator/Dockerfile runs: keep the two in step. */
+const OPERATOR_NODE_FLAGS = ["--max-semi-space-size=1"];
+const OPERATOR_ENV = { MALLOC_ARENA_MAX: "2" };
+const nodeFlags =
+  process.env.BENCH_OPERATOR_NODE_FLAGS?.split(" ").filter(Boolean) ?? OPERATOR_NODE_FLAGS;
 const root = fileURLToPath(new URL("..", import.meta.url));
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const say = (line: string) => console.log(`[bench] ${line}`);
+const results: Array<{ figure: string; value: string; target: string; met?: boolean }> = [];
+function report(figure: string, value: string, target = "", met?: boolean): void {
+  results.push({ figure, value, target, met });
+  say(
+    `${figure}: ${value}${target ? ` (target ${target}${met === undefined ? "" : met ? ": met" : ": NOT met"})` : ""}`,
+  );
+}
 
 async function pool<T>(
   items: T[],
@@ -36,7 +56,16 @@ async function pool<T>(
   );
 }
 
-const task = (ns: string, name: string) => ({
+/** N tasks split 1:4:5 over three namespaces, so scoped restarts see N/10, N/2 and N tasks. */
+function layout(prefix: string): Array<{ ns: string; name: string }> {
+  const sizes = [TASKS / 10, (TASKS * 4) / 10, TASKS / 2].map(Math.round);
+  return sizes.flatMap((size, i) =>
+    Array.from({ length: size }, (_, j) => ({ ns: `${prefix}-${i + 1}`, name: `task-${j}` })),
+  );
+}
+const namespacesOf = (prefix: string) => [1, 2, 3].map((i) => `${prefix}-${i}`);
+
+const taskManifest = (ns: string, name: string) => ({
   apiVersion: "nightshift.dev/v1alpha1",
   kind: "BackgroundTask",
   metadata: { name, namespace: ns },
@@ -46,36 +75,58 @@ const task = (ns: string, name: string) => ({
     params: { url: "https://example.com/hook" },
   },
 });
+const tasksPath = (ns: string) => `/apis/nightshift.dev/v1alpha1/namespaces/${ns}/backgroundtasks`;
 
 const plane = new ControlPlane({ log: (l) => say(`control plane: ${l}`) });
 await plane.start();
 plane.kubectl(["apply", "--server-side", "-f", `${root}crds/nightshift.dev_backgroundtasks.yaml`]);
 plane.kubectl(["wait", "--for=condition=Established", "crd/backgroundtasks.nightshift.dev"]);
-const kc = new KubeConfig();
-kc.loadFromFile(plane.kubeconfigPath);
-const client = new KubeClient(kc);
-const names = Array.from({ length: TASKS }, (_, i) => `task-${i}`);
-for (const ns of ["baseline", "bench"])
-  await client.create("/api/v1/namespaces", { metadata: { name: ns } });
+const client = KubeClient.fromKubeconfig(plane.kubeconfigPath);
+for (const prefix of ["baseline", "nightshift", "peer", "peer-strip"])
+  for (const ns of namespacesOf(prefix))
+    await client.create("/api/v1/namespaces", { metadata: { name: ns } });
+// The operator reads a JSON kubeconfig, as in a cluster it reads no YAML at all.
+const operatorKubeconfig = join(plane.workDir, "kubeconfig.json");
+{
+  const c = client.connection;
+  const admin = (file: string) => join(plane.workDir, file);
+  await import("node:fs").then((fs) =>
+    fs.writeFileSync(
+      operatorKubeconfig,
+      JSON.stringify({
+        clusters: [
+          {
+            name: "l",
+            cluster: { server: c.server.toString(), "certificate-authority": admin("ca.crt") },
+          },
+        ],
+        users: [
+          {
+            name: "u",
+            user: { "client-certificate": admin("admin.crt"), "client-key": admin("admin.key") },
+          },
+        ],
+        contexts: [{ name: "l", context: { cluster: "l", user: "u" } }],
+        "current-context": "l",
+      }),
+    ),
+  );
+}
 
 // 1. Baseline: the same writes the operator makes per new task, by a plain client.
-let t0 = Date.now();
-// The plain client writes exactly what the operator would: the same CronJob and the same status.
 const settings = {
   runnerImage: "nightshift/task-runner:bench",
   runnerImagePullPolicy: "IfNotPresent" as const,
   priorityClasses: {},
 };
-await pool(names, CONCURRENCY, async (name) => {
-  const created = await client.create<BackgroundTaskObject>(
-    "/apis/nightshift.dev/v1alpha1/namespaces/baseline/backgroundtasks",
-    task("baseline", name),
-  );
+let t0 = Date.now();
+await pool(layout("baseline"), WORKERS, async ({ ns, name }) => {
+  const created = await client.create<BackgroundTaskObject>(tasksPath(ns), taskManifest(ns, name));
   const validation = validateTask(created, { exists: () => true });
   if (!validation.valid) throw new Error(validation.message);
   const cronJob = desiredCronJob(created, validation, settings);
   const live = await client.apply<LiveCronJob>(
-    `/apis/batch/v1/namespaces/baseline/cronjobs/${cronJob.metadata.name}`,
+    `/apis/batch/v1/namespaces/${ns}/cronjobs/${cronJob.metadata.name}`,
     cronJob,
     "bench",
   );
@@ -86,213 +137,422 @@ await pool(names, CONCURRENCY, async (name) => {
     cronJobUpToDate: true,
     now: new Date(),
   });
-  await client.mergePatch(
-    `/apis/nightshift.dev/v1alpha1/namespaces/baseline/backgroundtasks/${name}/status`,
-    { metadata: { resourceVersion: created.metadata.resourceVersion }, status },
-  );
+  await client.mergePatch(`${tasksPath(ns)}/${name}/status`, {
+    metadata: { resourceVersion: created.metadata.resourceVersion },
+    status,
+  });
 });
 const baselineMs = Date.now() - t0;
 say(
-  `baseline: plain client, ${TASKS} × (create task + apply CronJob + patch status), ${CONCURRENCY} at a time: ${baselineMs} ms`,
+  `plain client: ${TASKS} × (create task + apply CronJob + patch status), ${WORKERS} at a time: ${baselineMs} ms`,
 );
 
-// 2. The operator converging the same number of new tasks.
-const [port] = await freePorts(1);
-const startOperator = () =>
-  spawn(
+// Helpers for one operator process (Nightshift or the Go peer).
+interface Operator {
+  child: ChildProcess;
+  metricsPort: number;
+  readyPort: number;
+}
+const statOf = (pid: number) =>
+  readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+/** CPU seconds (user + system) the process has used. */
+const cpuSeconds = (op: Operator) => {
+  const fields = statOf(op.child.pid ?? 0);
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+};
+const rssMb = (op: Operator) =>
+  Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${op.child.pid}/status`, "utf8"))?.[1] ?? 0) /
+  1024;
+async function metricSum(op: Operator, name: string, labelRe = /.*/): Promise<number> {
+  const body = await (await fetch(`http://127.0.0.1:${op.metricsPort}/metrics`)).text();
+  let sum = 0;
+  for (const line of body.split("\n")) {
+    if (line.startsWith("#")) continue;
+    const series = line.slice(0, line.lastIndexOf(" "));
+    if ((series === name || series.startsWith(`${name}{`)) && labelRe.test(series))
+      sum += Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return sum;
+}
+const WRITE_VERBS = /verb="(create|update|apply|patch|delete)"/;
+const nsWrites = (op: Operator) => metricSum(op, "nightshift_apiserver_requests", WRITE_VERBS);
+const nsLists = (op: Operator) => metricSum(op, "nightshift_apiserver_requests", /verb="list"/);
+const reconciles = (op: Operator) =>
+  metricSum(op, "controller_runtime_reconcile_total", /result="(success|requeue_after)"/);
+async function waitReady(op: Operator): Promise<void> {
+  for (;;) {
+    if (op.child.exitCode !== null) throw new Error("operator exited before it was ready");
+    try {
+      if ((await fetch(`http://127.0.0.1:${op.readyPort}/readyz`)).ok) return;
+    } catch {}
+    await sleep(100);
+  }
+}
+async function stop(op: Operator): Promise<void> {
+  if (op.child.exitCode !== null) return;
+  const exited = new Promise((resolve) => op.child.once("exit", resolve));
+  op.child.kill("SIGTERM");
+  await exited;
+}
+async function startNightshift(namespaces: string[], extraFlags: string[] = []): Promise<Operator> {
+  const [metricsPort] = await freePorts(1);
+  const child = spawn(
     "setpriv",
     [
       "--pdeathsig",
       "KILL",
       "--",
       process.execPath,
-      ...(process.env.BENCH_OPERATOR_NODE_FLAGS?.split(" ").filter(Boolean) ?? []),
-      `${root}operator/main.ts`,
-      "--namespaces=bench",
-      `--metrics-address=127.0.0.1:${port}`,
+      ...nodeFlags,
+      ...extraFlags,
+      `${root}dist/operator/main.js`,
+      `--namespaces=${namespaces.join(",")}`,
+      `--metrics-address=127.0.0.1:${metricsPort}`,
       "--leader-elect=false",
-      `--workers=${CONCURRENCY}`,
+      `--workers=${WORKERS}`,
       "--runner-image=nightshift/task-runner:bench",
       "--log-level=warn",
     ],
     {
-      env: { ...process.env, KUBECONFIG: plane.kubeconfigPath },
+      env: { ...process.env, ...OPERATOR_ENV, KUBECONFIG: operatorKubeconfig },
       stdio: ["ignore", "ignore", "inherit"],
     },
   );
-async function metric(name: string, labels = ""): Promise<number> {
-  const body = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  const line = body
-    .split("\n")
-    .find((l) => (l.startsWith(`${name}{`) || l.startsWith(`${name} `)) && l.includes(labels));
-  return line ? Number(line.split(" ").at(-1)) : 0;
+  const op = { child, metricsPort: metricsPort ?? 0, readyPort: metricsPort ?? 0 };
+  await waitReady(op);
+  return op;
 }
-const requests = async (verb: string) => metric("nightshift_apiserver_requests", `verb="${verb}"`);
-const writes = async () =>
-  (await Promise.all(["create", "update", "apply", "patch", "delete"].map(requests))).reduce(
-    (a, b) => a + b,
-    0,
+async function startPeer(binary: string, namespaces: string[], strip: boolean): Promise<Operator> {
+  const [metricsPort, readyPort] = await freePorts(2);
+  const child = spawn(
+    "setpriv",
+    [
+      "--pdeathsig",
+      "KILL",
+      "--",
+      binary,
+      `--namespaces=${namespaces.join(",")}`,
+      `--metrics-bind-address=127.0.0.1:${metricsPort}`,
+      `--health-probe-bind-address=127.0.0.1:${readyPort}`,
+      `--workers=${WORKERS}`,
+      "--runner-image=nightshift/task-runner:bench",
+      ...(strip ? ["--strip-managed-fields"] : []),
+    ],
+    {
+      env: { ...process.env, KUBECONFIG: plane.kubeconfigPath },
+      stdio: ["ignore", "ignore", "ignore"],
+    },
   );
-async function waitReady(): Promise<void> {
-  for (;;) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/readyz`)).ok) return;
-    } catch {}
-    await sleep(100);
-  }
+  const op = { child, metricsPort: metricsPort ?? 0, readyPort: readyPort ?? 0 };
+  await waitReady(op);
+  return op;
 }
-let operator = startOperator();
-await waitReady();
-// Watched, not polled: listing 1,000 tasks every few ms would load the apiserver more than the operator does.
-const ready = new Set<string>();
-const readyWatch = client.watch(
-  "/apis/nightshift.dev/v1alpha1/namespaces/bench/backgroundtasks",
-  {},
-  (_type, t: any) => {
-    if (t.status?.conditions?.some((c: any) => c.type === "Ready" && c.status === "True"))
-      ready.add(t.metadata.name);
-  },
-  () => {},
-);
-t0 = Date.now();
-await pool(names, CONCURRENCY, (name) =>
-  client.create(
-    "/apis/nightshift.dev/v1alpha1/namespaces/bench/backgroundtasks",
-    task("bench", name),
-  ),
-);
-while (ready.size < TASKS) await sleep(20);
-const convergeMs = Date.now() - t0;
-readyWatch.abort();
-say(
-  `operator: ${TASKS} new tasks created and all Ready in ${convergeMs} ms = ${(convergeMs / baselineMs).toFixed(2)}× the baseline (target ≤ 1.25×)`,
-);
 
-const verbs = ["get", "list", "watch", "create", "update", "apply", "patch", "delete"];
-const counts = await Promise.all(verbs.map(requests));
+/** Creates the layout's tasks W at a time and resolves when every one is Ready at its generation. */
+async function converge(prefix: string): Promise<number> {
+  const tasks = layout(prefix);
+  const namespaces = new Set(namespacesOf(prefix));
+  const ready = new Set<string>();
+  const watch = client.watch(
+    "/apis/nightshift.dev/v1alpha1/backgroundtasks",
+    {},
+    (_type, t: any) => {
+      if (
+        namespaces.has(t.metadata.namespace) &&
+        t.status?.observedGeneration === t.metadata.generation &&
+        t.status?.conditions?.some((c: any) => c.type === "Ready" && c.status === "True")
+      )
+        ready.add(`${t.metadata.namespace}/${t.metadata.name}`);
+    },
+    () => {},
+  );
+  await sleep(500);
+  const started = Date.now();
+  await pool(tasks, WORKERS, ({ ns, name }) =>
+    client.create(tasksPath(ns), taskManifest(ns, name)),
+  );
+  while (ready.size < tasks.length) await sleep(20);
+  watch.abort();
+  return Date.now() - started;
+}
+
+// 2. Nightshift converging N new tasks.
+const nsNamespaces = namespacesOf("nightshift");
+let operator = await startNightshift(nsNamespaces);
+const idleRss = rssMb(operator);
+report("Nightshift RSS idle, no tasks", `${idleRss.toFixed(0)} MB`, "≤ 60 MB", idleRss <= 60);
+const nsConvergeMs = await converge("nightshift");
+const nsConvergeCpu = cpuSeconds(operator);
+report(
+  `convergence of ${TASKS} new tasks`,
+  `Nightshift ${(nsConvergeMs / 1000).toFixed(1)} s, plain client ${(baselineMs / 1000).toFixed(1)} s = ${(nsConvergeMs / baselineMs).toFixed(2)}×`,
+  "≤ 1.1× plain client",
+  nsConvergeMs <= baselineMs * 1.1,
+);
+const convergeWrites = await nsWrites(operator);
 say(
-  `operator requests while converging: ${verbs.map((v, i) => `${v}=${counts[i]}`).join(" ")}; reconciles=${(await metric("controller_runtime_reconcile_total", 'result="requeue_after"')) + (await metric("controller_runtime_reconcile_total", 'result="success"'))}; conflicts/errors requeued=${await metric("workqueue_retries_total")}; CPU ${(await metric("process_cpu_seconds_total")).toFixed(1)} s; heap used ${((await metric("nodejs_heap_size_used_bytes")) / 1e6).toFixed(0)} MB`,
+  `Nightshift writes while converging: ${convergeWrites} (${(convergeWrites / TASKS).toFixed(2)} per task)`,
 );
 
 // 3. Idle: nothing changes, so nothing may be written or listed.
 await sleep(3000);
-const [w0, l0] = [await writes(), await requests("list")];
+const [w0, l0] = [await nsWrites(operator), await nsLists(operator)];
 await sleep(10_000);
-say(
-  `idle 10 s: ${(await writes()) - w0} writes, ${(await requests("list")) - l0} lists (target 0 and 0)`,
+const [idleWrites, idleLists] = [(await nsWrites(operator)) - w0, (await nsLists(operator)) - l0];
+report(
+  "idle 10 s",
+  `${idleWrites} writes, ${idleLists} lists`,
+  "0 and 0",
+  idleWrites === 0 && idleLists === 0,
 );
+const nsCpu = cpuSeconds(operator);
+const nsRssIdle = rssMb(operator);
 
-// 4. Run completion → status latency, at TASKS tasks.
-const runTasks = names.slice(0, RUNS);
-const cronJobs = new Map<string, { uid: string; template: any }>();
-for (const name of runTasks) {
-  const cj = await client.get<{ metadata: { uid: string }; spec: { jobTemplate: any } }>(
-    `/apis/batch/v1/namespaces/bench/cronjobs/${cronJobName(name)}`,
-  );
-  cronJobs.set(name, { uid: cj.metadata.uid, template: cj.spec.jobTemplate });
-}
-const completedAt = new Map<string, number>();
-const recordedAt = new Map<string, number>();
-const jobWatch = client.watch(
-  "/apis/batch/v1/namespaces/bench/jobs",
-  {},
-  (type, job: any) => {
-    if (
-      type !== "DELETED" &&
-      job.status?.conditions?.some((c: any) => c.type === "Complete" && c.status === "True")
-    ) {
-      const taskName = job.metadata.annotations?.["nightshift.dev/task-name"];
-      if (taskName && !completedAt.has(taskName)) completedAt.set(taskName, Date.now());
-    }
-  },
-  () => {},
-);
-const taskWatch = client.watch(
-  "/apis/nightshift.dev/v1alpha1/namespaces/bench/backgroundtasks",
-  {},
-  (_type, t: any) => {
-    if ((t.status?.runs?.total ?? 0) >= 1 && !recordedAt.has(t.metadata.name))
-      recordedAt.set(t.metadata.name, Date.now());
-  },
-  () => {},
-);
-await sleep(1000);
-const runsStarted = Date.now();
-await pool(runTasks, CONCURRENCY, async (name) => {
-  const index = runTasks.indexOf(name);
-  await sleep(Math.max(0, runsStarted + (index * 1000) / RUN_RATE - Date.now()));
-  const cj = cronJobs.get(name) as { uid: string; template: any };
-  await client.create("/apis/batch/v1/namespaces/bench/jobs", {
-    apiVersion: "batch/v1",
-    kind: "Job",
-    metadata: {
-      name: `${cronJobName(name)}-run`,
-      namespace: "bench",
-      labels: cj.template.metadata.labels,
-      annotations: cj.template.metadata.annotations,
-      ownerReferences: [
-        {
-          apiVersion: "batch/v1",
-          kind: "CronJob",
-          name: cronJobName(name),
-          uid: cj.uid,
-          controller: true,
-        },
-      ],
-    },
-    spec: cj.template.spec,
+// 4. Burst: RUNS runs of different tasks finishing within about a second.
+{
+  const runTasks = layout("nightshift").slice(0, RUNS);
+  const templates = new Map<string, { uid: string; template: any }>();
+  await pool(runTasks, WORKERS, async ({ ns, name }) => {
+    const cj = await client.get<{ metadata: { uid: string }; spec: { jobTemplate: any } }>(
+      `/apis/batch/v1/namespaces/${ns}/cronjobs/${cronJobName(name)}`,
+    );
+    templates.set(`${ns}/${name}`, { uid: cj.metadata.uid, template: cj.spec.jobTemplate });
   });
-});
-const deadline = Date.now() + 300_000;
-while (recordedAt.size < RUNS && Date.now() < deadline) await sleep(200);
-const latencies = runTasks
-  .flatMap((n) =>
-    completedAt.has(n) && recordedAt.has(n)
-      ? [Math.max(0, (recordedAt.get(n) as number) - (completedAt.get(n) as number))]
-      : [],
-  )
-  .sort((a, b) => a - b);
-const pct = (p: number) =>
-  latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? Number.NaN;
-say(
-  `run completion → status, ${latencies.length}/${RUNS} runs started at ${RUN_RATE}/s with ${TASKS} tasks: p50 ${pct(50)} ms, p99 ${pct(99)} ms, max ${latencies.at(-1)} ms (target p99 < 1000 ms)`,
-);
-jobWatch.abort();
-taskWatch.abort();
-
-// 5. Memory. (BENCH_HEAP_SNAPSHOT=1 with BENCH_OPERATOR_NODE_FLAGS=--heapsnapshot-signal=SIGUSR2 writes a snapshot.)
-if (process.env.BENCH_HEAP_SNAPSHOT) {
-  process.kill(operator.pid ?? 0, "SIGUSR2");
-  await sleep(15_000);
+  const completedAt = new Map<string, number>();
+  const recordedAt = new Map<string, number>();
+  const runNamespaces = new Set(runTasks.map((t) => t.ns));
+  const jobWatch = client.watch(
+    "/apis/batch/v1/jobs",
+    {},
+    (type, job: any) => {
+      if (!runNamespaces.has(job.metadata.namespace) || type === "DELETED") return;
+      if (job.status?.conditions?.some((c: any) => c.type === "Complete" && c.status === "True")) {
+        const key = `${job.metadata.namespace}/${job.metadata.annotations?.["nightshift.dev/task-name"]}`;
+        if (!completedAt.has(key)) completedAt.set(key, Date.now());
+      }
+    },
+    () => {},
+  );
+  const taskWatch = client.watch(
+    "/apis/nightshift.dev/v1alpha1/backgroundtasks",
+    {},
+    (_type, t: any) => {
+      const key = `${t.metadata.namespace}/${t.metadata.name}`;
+      if ((t.status?.runs?.total ?? 0) >= 1 && !recordedAt.has(key))
+        recordedAt.set(key, Date.now());
+    },
+    () => {},
+  );
+  await sleep(1000);
+  const writesBefore = await nsWrites(operator);
+  // Every pod runs 15 s from its start: all are running before the first finishes, so they finish together.
+  await pool(runTasks, WORKERS * 4, async ({ ns, name }) => {
+    const cj = templates.get(`${ns}/${name}`) as { uid: string; template: any };
+    const spec = structuredClone(cj.template.spec);
+    spec.template.metadata = {
+      ...spec.template.metadata,
+      annotations: {
+        ...spec.template.metadata?.annotations,
+        "pod-complete.stage.kwok.x-k8s.io/delay": "15s",
+      },
+    };
+    await client.create(`/apis/batch/v1/namespaces/${ns}/jobs`, {
+      apiVersion: "batch/v1",
+      kind: "Job",
+      metadata: {
+        name: `${cronJobName(name)}-burst`,
+        namespace: ns,
+        labels: cj.template.metadata.labels,
+        annotations: cj.template.metadata.annotations,
+        ownerReferences: [
+          {
+            apiVersion: "batch/v1",
+            kind: "CronJob",
+            name: cronJobName(name),
+            uid: cj.uid,
+            controller: true,
+          },
+        ],
+      },
+      spec,
+    });
+  });
+  const deadline = Date.now() + 300_000;
+  while (recordedAt.size < RUNS && Date.now() < deadline) await sleep(200);
+  await sleep(3000); // the releases after the recording status write
+  const runWrites = (await nsWrites(operator)) - writesBefore;
+  const latencies = runTasks
+    .map(({ ns, name }) => `${ns}/${name}`)
+    .flatMap((k) =>
+      completedAt.has(k) && recordedAt.has(k)
+        ? [Math.max(0, (recordedAt.get(k) as number) - (completedAt.get(k) as number))]
+        : [],
+    )
+    .sort((a, b) => a - b);
+  const completions = [...completedAt.values()].sort((a, b) => a - b);
+  const pct = (p: number) =>
+    latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ??
+    Number.NaN;
+  report(
+    `burst: ${RUNS} runs finishing within ${(((completions.at(-1) ?? 0) - (completions[0] ?? 0)) / 1000).toFixed(1)} s, completion → status (${latencies.length} measured)`,
+    `p50 ${pct(50)} ms, p99 ${pct(99)} ms, max ${latencies.at(-1)} ms; ${(runWrites / RUNS).toFixed(2)} API writes per run`,
+    "p99 ≤ 1000 ms",
+    pct(99) <= 1000,
+  );
+  jobWatch.abort();
+  taskWatch.abort();
 }
-const mb = async (name: string) => ((await metric(name)) / 1e6).toFixed(0);
-say(
-  `operator heap used ${await mb("nodejs_heap_size_used_bytes")} MB, heap total ${await mb("nodejs_heap_size_total_bytes")} MB, external ${await mb("nodejs_external_memory_bytes")} MB`,
-);
-const rss = (pid: number) =>
-  Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1] ?? 0) / 1024;
-say(
-  `operator RSS with ${TASKS} tasks, ${TASKS} CronJobs, ${RUNS} Jobs and pods: ${rss(operator.pid ?? 0).toFixed(0)} MB (target < 200 MB at 10,000)`,
-);
 
-// 6. Restart: catch up with no writes for unchanged tasks.
-operator.kill("SIGTERM");
-await new Promise((resolve) => operator.once("exit", resolve));
-t0 = Date.now();
-operator = startOperator();
-await waitReady();
-while (
-  (await metric("controller_runtime_reconcile_total", 'result="requeue_after"')) +
-    (await metric("controller_runtime_reconcile_total", 'result="success"')) <
-  TASKS
-)
-  await sleep(100);
+// 5. Memory with N tasks, their CronJobs and a Job history; heap retainers on request.
+await sleep(5000);
+const nsRssFull = rssMb(operator);
+const heapUsed = (await metricSum(operator, "nodejs_heap_size_used_bytes")) / 1e6;
 say(
-  `restart with ${TASKS} tasks: caught up in ${Date.now() - t0} ms with ${await writes()} writes (target < 30 s, 0 writes)`,
+  `Nightshift with ${TASKS} tasks: RSS ${nsRssFull.toFixed(0)} MB, JS heap used ${heapUsed.toFixed(0)} MB`,
 );
+if (process.env.BENCH_HEAP_SNAPSHOT) {
+  const dir = join(tmpdir(), `nightshift-heap-${process.pid}`);
+  await stop(operator);
+  operator = await startNightshift(nsNamespaces, [
+    `--heapsnapshot-signal=SIGUSR2`,
+    `--diagnostic-dir=${dir}`,
+  ]);
+  while ((await reconciles(operator)) < TASKS) await sleep(200);
+  await sleep(3000);
+  operator.child.kill("SIGUSR2");
+  let file: string | undefined;
+  for (let i = 0; i < 300 && !file; i++) {
+    await sleep(1000);
+    const found = existsSync(dir)
+      ? readdirSync(dir).find((f) => f.endsWith(".heapsnapshot"))
+      : undefined;
+    // Written once its size stops changing.
+    if (found) {
+      const size = () => readFileSync(join(dir, found)).length;
+      const a = size();
+      await sleep(2000);
+      if (a === size() && a > 0) file = join(dir, found);
+    }
+  }
+  if (file) {
+    say(`top heap retainers (self size by constructor) with ${TASKS} tasks:`);
+    for (const row of summarizeHeapSnapshot(readFileSync(file, "utf8"), 12))
+      say(
+        `  ${(row.bytes / 1e6).toFixed(1).padStart(6)} MB ${String(row.count).padStart(8)} × ${row.name}`,
+      );
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 
-operator.kill("SIGTERM");
-await new Promise((resolve) => operator.once("exit", resolve));
+// 6. Restarts: scoped to N/10, N/2 and N tasks, each caught up; bytes per task fitted.
+await stop(operator);
+const points: Array<{ tasks: number; rss: number }> = [];
+let restartMs = 0;
+let restartWrites = 0;
+for (const scope of [1, 2, 3]) {
+  const namespaces = nsNamespaces.slice(0, scope);
+  const tasks = layout("nightshift").filter((t) => namespaces.includes(t.ns)).length;
+  t0 = Date.now();
+  operator = await startNightshift(namespaces);
+  while ((await reconciles(operator)) < tasks) await sleep(50);
+  if (scope === 3) {
+    restartMs = Date.now() - t0;
+    await sleep(3000);
+    restartWrites = await nsWrites(operator);
+  }
+  await sleep(5000);
+  points.push({ tasks, rss: rssMb(operator) });
+  if (scope < 3) await stop(operator);
+}
+report(
+  `restart with ${TASKS} tasks`,
+  `caught up in ${(restartMs / 1000).toFixed(1)} s with ${restartWrites} writes`,
+  "≤ 10 s, 0 writes",
+  restartMs <= 10_000 && restartWrites === 0,
+);
+const fit = (() => {
+  const n = points.length;
+  const mx = points.reduce((s, p) => s + p.tasks, 0) / n;
+  const my = points.reduce((s, p) => s + p.rss, 0) / n;
+  const slope =
+    points.reduce((s, p) => s + (p.tasks - mx) * (p.rss - my), 0) /
+    points.reduce((s, p) => s + (p.tasks - mx) ** 2, 0);
+  return { bytesPerTask: slope * 1024 * 1024, interceptMb: my - slope * mx };
+})();
+for (const p of points) {
+  const target = p.tasks <= 1000 ? 100 : p.tasks <= 10_000 ? 200 : undefined;
+  report(
+    `Nightshift RSS, ${p.tasks} tasks (after restart)`,
+    `${p.rss.toFixed(0)} MB`,
+    target ? `≤ ${target} MB` : "",
+    target ? p.rss <= target : undefined,
+  );
+}
+report(
+  "memory per task (least squares over the restarts)",
+  `${(fit.bytesPerTask / 1024).toFixed(1)} KiB per task + ${fit.interceptMb.toFixed(0)} MB`,
+);
+report(
+  "Nightshift RSS after convergence, burst and idle",
+  `${nsRssFull.toFixed(0)} MB (idle right after convergence ${nsRssIdle.toFixed(0)} MB)`,
+);
+report(
+  "Nightshift CPU seconds",
+  `${nsConvergeCpu.toFixed(1)} s converging, ${nsCpu.toFixed(1)} s until idle end`,
+);
+await stop(operator);
+
+// 7. The Go controller-runtime peer, same control plane, same run.
+if (GO_PEER) {
+  const binary = execFileSync("bash", [`${root}bench/build-go-peer.sh`], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+  })
+    .trim()
+    .split("\n")
+    .at(-1) as string;
+  for (const strip of [false, true]) {
+    const prefix = strip ? "peer-strip" : "peer";
+    const label = strip ? "Go peer, managedFields stripped" : "Go peer";
+    const peer = await startPeer(binary, namespacesOf(prefix), strip);
+    const ms = await converge(prefix);
+    const cpuConverged = cpuSeconds(peer);
+    await sleep(13_000);
+    const cpu = cpuSeconds(peer);
+    const rss = rssMb(peer);
+    const heap = (await metricSum(peer, "go_memstats_heap_inuse_bytes")) / 1e6;
+    report(
+      `${label}: convergence of ${TASKS} new tasks`,
+      `${(ms / 1000).toFixed(1)} s (Nightshift ${(nsConvergeMs / ms).toFixed(2)}× of it)`,
+      "Nightshift no slower",
+      nsConvergeMs <= ms,
+    );
+    report(
+      `${label}: CPU seconds`,
+      `${cpuConverged.toFixed(1)} s converging, ${cpu.toFixed(1)} s until idle end (Nightshift ${nsCpu.toFixed(1)} s)`,
+      "Nightshift ≤ peer",
+      nsCpu <= cpu,
+    );
+    report(
+      `${label}: RSS idle with ${TASKS} tasks`,
+      `${rss.toFixed(0)} MB, Go heap in use ${heap.toFixed(0)} MB (Nightshift ${nsRssIdle.toFixed(0)} MB)`,
+      strip ? "Nightshift ≤ stripped peer" : "",
+      strip ? nsRssIdle <= rss : undefined,
+    );
+    await stop(peer);
+  }
+}
+
+say(
+  `summary, ${TASKS} tasks, ${new Date().toISOString()}, ${execFileSync("nproc", { encoding: "utf8" }).trim()} CPUs:`,
+);
+console.log("| figure | value | target |");
+console.log("| --- | --- | --- |");
+for (const r of results)
+  console.log(
+    `| ${r.figure} | ${r.value} | ${r.target}${r.met === undefined ? "" : r.met ? " ✓" : " ✗"} |`,
+  );
+
 client.close();
 await plane.stop();
 process.exit(0);

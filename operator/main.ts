@@ -2,19 +2,34 @@
 import pino from "pino";
 import { loadConfig } from "./config.ts";
 import { Manager } from "./manager.ts";
+import { CredentialSource } from "./runtime/credentials.ts";
 import { KubeClient } from "./runtime/kube-client.ts";
+import { loadConnection } from "./runtime/kubeconfig.ts";
 
 let config: ReturnType<typeof loadConfig>;
+let connection: ReturnType<typeof loadConnection>;
 try {
   config = loadConfig(process.argv.slice(2), process.env);
+  connection = loadConnection(process.env);
 } catch (error) {
   console.error(error instanceof Error ? error.message : String(error));
   process.exit(2);
 }
 
 const log = pino({ level: config.logLevel, base: { identity: config.identity } });
+log.info({ connection: connection.source, server: connection.server.host }, "API connection");
+// One credential source (one exec plugin run, one token file read) for both clients.
+const clientOptions = {
+  credentials: new CredentialSource(connection.auth),
+  userAgent: `nightshift-operator/${config.identity}`,
+};
 // Leases get their own client so lease renewals never queue behind reconcile traffic.
-const manager = new Manager(config, KubeClient.fromDefault(), KubeClient.fromDefault(), log);
+const manager = new Manager(
+  config,
+  new KubeClient(connection, clientOptions),
+  new KubeClient(connection, clientOptions),
+  log,
+);
 
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {

@@ -67,6 +67,7 @@ export class Manager {
   private readonly referencesOf = new Map<string, string[]>();
   private readonly config: OperatorConfig;
   private readonly client: KubeClient;
+  private readonly leaseClient: KubeClient;
   private readonly log: Logger;
   private leading = false;
 
@@ -82,6 +83,7 @@ export class Manager {
         new Informer(client, {
           name: `backgroundtasks/${where}`,
           path: collectionPath(`/apis/${API_VERSION}`, PLURAL, ns),
+          compact: true,
           log: informerLog,
         }),
       );
@@ -90,6 +92,7 @@ export class Manager {
           name: `cronjobs/${where}`,
           path: collectionPath("/apis/batch/v1", "cronjobs", ns),
           labelSelector: MANAGED_SELECTOR,
+          compact: true,
           log: informerLog,
         }),
       );
@@ -169,7 +172,7 @@ export class Manager {
       log.child({ controller: CONTROLLER_NAME }),
       this.metrics,
     );
-    this.metrics.watchRequests(client.requestCounts);
+    this.metrics.watchClient(client);
 
     const enqueue = (key: string | undefined) => key && this.controller.enqueue(key);
     for (const informer of this.tasks) {
@@ -224,7 +227,10 @@ export class Manager {
           process.exit(1);
         },
       });
+      // Writes only while the lease is surely ours (see leader-election.ts).
+      client.writeFence = this.elector;
     }
+    this.leaseClient = leaseClient;
   }
 
   get isLeader(): boolean {
@@ -245,7 +251,11 @@ export class Manager {
   async start(): Promise<void> {
     this.server = await startHealthServer(this.config.metricsAddress, this.metrics.registry, {
       healthy: () => true,
-      ready: () => this.allInformers.every((i) => i.hasSynced),
+      // Credentials the apiserver keeps rejecting make the replica unready, where kubectl shows it.
+      ready: () =>
+        this.allInformers.every((i) => i.hasSynced) &&
+        !this.client.credentialsRejected &&
+        !this.leaseClient.credentialsRejected,
     });
     // Caches start on every replica so a standby takes over with a warm cache.
     for (const informer of this.allInformers) informer.start();
@@ -261,19 +271,31 @@ export class Manager {
       "caches synced; reconciling",
     );
     for (const informer of this.tasks)
-      for (const task of informer.list()) this.controller.enqueue(objectKey(task));
+      for (const key of informer.keys()) this.controller.enqueue(key);
     this.controller.start();
   }
 
-  /** Graceful stop: finish reconciles in flight, release the lease, stop watches. */
-  async stop(): Promise<void> {
-    await this.controller.stop();
+  /**
+   * Graceful stop: hand out no more keys, give reconciles in flight up to
+   * graceMs, release the lease (which also closes the write fence), stop watches.
+   */
+  async stop(graceMs = 10_000): Promise<void> {
+    this.log.info(
+      {
+        queued: this.controller.queue.length,
+        reconciled: this.controller.reconciled,
+      },
+      "stopping: no more keys; finishing reconciles in flight",
+    );
+    const abandoned = await this.controller.stop(graceMs);
+    if (abandoned) this.log.warn({ abandoned, graceMs }, "reconciles still running after grace");
     await this.elector?.release();
     for (const informer of this.allInformers) informer.stop();
     await new Promise<void>((resolve) =>
       this.server ? this.server.close(() => resolve()) : resolve(),
     );
     this.client.close();
+    this.leaseClient.close();
   }
 
   private trackReferences(taskKey: string, namespace: string, references: string[]): void {

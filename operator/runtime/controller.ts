@@ -13,6 +13,8 @@ export type Reconciler = (key: string) => Promise<ReconcileResult | undefined>;
 
 export class Controller {
   readonly queue: WorkQueue;
+  /** Reconciles finished, whatever their result. */
+  reconciled = 0;
   private running: Promise<void>[] = [];
 
   readonly name: string;
@@ -46,11 +48,24 @@ export class Controller {
     for (let i = 0; i < this.workers; i++) this.running.push(this.worker());
   }
 
-  /** Stops taking keys and waits for reconciles in flight. */
-  async stop(): Promise<void> {
+  /**
+   * Stops handing out keys at once and waits up to graceMs for the reconciles
+   * in flight; returns how many were still running when the grace ran out.
+   */
+  async stop(graceMs = Number.POSITIVE_INFINITY): Promise<number> {
     this.queue.shutdown();
-    await Promise.all(this.running);
+    let inFlight = this.running.length;
+    const finished = this.running.map((worker) => worker.then(() => void inFlight--));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(finished),
+      new Promise<void>((resolve) => {
+        if (Number.isFinite(graceMs)) timer = setTimeout(resolve, graceMs);
+      }),
+    ]);
+    clearTimeout(timer);
     this.running = [];
+    return inFlight;
   }
 
   private async worker(): Promise<void> {
@@ -93,6 +108,7 @@ export class Controller {
         Number(process.hrtime.bigint() - started) / 1e9,
       );
       this.queue.done(key);
+      this.reconciled++;
     }
   }
 }

@@ -1,9 +1,14 @@
 // Leader election on a coordination.k8s.io/v1 Lease, after client-go's
-// leaderelection: only the holder reconciles; a holder that cannot renew
-// within renewDeadline steps down; on shutdown the lease is released (holder
-// cleared) so a standby takes over at once instead of waiting for expiry.
+// leaderelection: only the holder reconciles; every lease request carries a
+// deadline, and a holder that cannot renew within renewDeadline steps down.
+// It is also the write fence: writes are allowed only until renewDeadline
+// after the start of the last successful renewal, so they stop
+// (leaseDuration − renewDeadline) before any standby may take the lease, even
+// if this process was frozen, its requests hung or its clock jumped. On
+// shutdown the lease is released (holder cleared) so a standby takes over at
+// once instead of waiting for expiry.
 import type { Logger } from "pino";
-import { ApiError, isNotFound, type KubeClient } from "./kube-client.ts";
+import { ApiError, isNotFound, type KubeClient, type WriteFence } from "./kube-client.ts";
 import { microTime } from "./time.ts";
 
 export interface LeaderElectionOptions {
@@ -32,11 +37,15 @@ interface Lease {
   };
 }
 
-export class LeaderElector {
+/** Milliseconds of the monotonic clock; unlike Date.now() it never jumps. */
+const monotonic = () => performance.now();
+
+export class LeaderElector implements WriteFence {
   private leading = false;
   private stopped = false;
   private timer?: NodeJS.Timeout;
-  private lastRenew = 0;
+  /** Monotonic time until which this replica may act as leader. */
+  private validUntil = 0;
   // Expiry is judged by our own clock from when we last saw the record change,
   // never by the renewTime written with another machine's clock.
   private observedRecord = "";
@@ -60,6 +69,10 @@ export class LeaderElector {
     return this.leading;
   }
 
+  writableForMs(): number {
+    return this.leading ? this.validUntil - monotonic() : 0;
+  }
+
   private get path(): string {
     return `/apis/coordination.k8s.io/v1/namespaces/${this.options.namespace}/leases/${this.options.name}`;
   }
@@ -70,10 +83,14 @@ export class LeaderElector {
 
   private async tick(): Promise<void> {
     if (this.stopped) return;
+    const attemptStarted = monotonic();
+    // A leader's attempt may not outlive its validity; a candidate's is bounded by renewDeadline.
+    const deadline = this.leading ? this.validUntil : attemptStarted + this.renewDeadlineMs;
     try {
-      const acquired = await this.tryAcquireOrRenew();
+      const acquired = await this.tryAcquireOrRenew(deadline);
+      if (this.stopped) return;
       if (acquired) {
-        this.lastRenew = Date.now();
+        this.validUntil = attemptStarted + this.renewDeadlineMs;
         if (!this.leading) {
           this.leading = true;
           this.options.log.info(
@@ -88,9 +105,9 @@ export class LeaderElector {
       }
     } catch (error) {
       this.options.log.warn({ err: String(error) }, "lease update failed");
-      if (this.leading && Date.now() - this.lastRenew > this.renewDeadlineMs)
-        this.stepDown("could not renew within renewDeadline");
     }
+    if (this.leading && monotonic() >= this.validUntil)
+      this.stepDown("could not renew within renewDeadline");
     if (!this.stopped) this.timer = setTimeout(() => void this.tick(), this.retryPeriodMs);
   }
 
@@ -101,12 +118,12 @@ export class LeaderElector {
     this.options.onStoppedLeading();
   }
 
-  private async tryAcquireOrRenew(): Promise<boolean> {
+  private async tryAcquireOrRenew(deadline: number): Promise<boolean> {
     const now = new Date();
     const durationSeconds = Math.round(this.leaseDurationMs / 1000);
     let lease: Lease;
     try {
-      lease = await this.client.get<Lease>(this.path);
+      lease = await this.client.get<Lease>(this.path, { deadline });
     } catch (error) {
       if (!isNotFound(error)) throw error;
       await this.client.create(
@@ -123,18 +140,19 @@ export class LeaderElector {
             leaseTransitions: 0,
           },
         },
+        { deadline },
       );
       return true;
     }
     const record = JSON.stringify(lease.spec);
     if (record !== this.observedRecord) {
       this.observedRecord = record;
-      this.observedAt = Date.now();
+      this.observedAt = monotonic();
     }
     const holder = lease.spec.holderIdentity ?? "";
     const heldByOther = holder !== "" && holder !== this.options.identity;
     const expiresAt = this.observedAt + (lease.spec.leaseDurationSeconds ?? durationSeconds) * 1000;
-    if (heldByOther && Date.now() < expiresAt) return false;
+    if (heldByOther && monotonic() < expiresAt) return false;
     const changingHands = holder !== this.options.identity;
     const updated: Lease = {
       ...lease,
@@ -148,9 +166,9 @@ export class LeaderElector {
       },
     };
     try {
-      const written = await this.client.update<Lease>(this.path, updated);
+      const written = await this.client.update<Lease>(this.path, updated, { deadline });
       this.observedRecord = JSON.stringify(written.spec);
-      this.observedAt = Date.now();
+      this.observedAt = monotonic();
       return true;
     } catch (error) {
       if (error instanceof ApiError && error.statusCode === 409) return false;
@@ -163,20 +181,26 @@ export class LeaderElector {
     this.stopped = true;
     clearTimeout(this.timer);
     if (!this.leading) return;
-    this.leading = false;
+    // Only while the lease is still ours for certain: past validUntil a standby may hold it.
+    const deadline = this.validUntil;
+    this.leading = false; // closes the write fence for everything else first
     this.options.onLeaderChange?.(false);
     try {
-      const lease = await this.client.get<Lease>(this.path);
+      const lease = await this.client.get<Lease>(this.path, { deadline });
       if (lease.spec.holderIdentity !== this.options.identity) return;
-      await this.client.update(this.path, {
-        ...lease,
-        spec: {
-          ...lease.spec,
-          holderIdentity: "",
-          leaseDurationSeconds: 1,
-          renewTime: microTime(),
+      await this.client.update(
+        this.path,
+        {
+          ...lease,
+          spec: {
+            ...lease.spec,
+            holderIdentity: "",
+            leaseDurationSeconds: 1,
+            renewTime: microTime(),
+          },
         },
-      });
+        { deadline },
+      );
       this.options.log.info({ lease: this.options.name }, "released leadership");
     } catch (error) {
       this.options.log.warn({ err: String(error) }, "could not release lease");

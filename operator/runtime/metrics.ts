@@ -115,15 +115,45 @@ export class OperatorMetrics {
     });
   }
 
-  /** Counts of API requests by verb, so users can see the operator's load on the apiserver. */
-  watchRequests(counts: Record<string, number>): void {
+  /** The client's requests by verb, credential rejections and fenced writes, read at scrape time. */
+  watchClient(client: {
+    requestCounts: Record<string, number>;
+    authFailures: Record<string, number>;
+    refusedWrites: number;
+    credentialsRejected: boolean;
+  }): void {
     new Gauge({
       name: "nightshift_apiserver_requests",
       help: "API requests made by the operator since start, by verb.",
       labelNames: ["verb"] as const,
       registers: [this.registry],
       collect() {
-        for (const [verb, count] of Object.entries(counts)) this.set({ verb }, count);
+        for (const [verb, count] of Object.entries(client.requestCounts)) this.set({ verb }, count);
+      },
+    });
+    new Gauge({
+      name: "nightshift_apiserver_auth_failures",
+      help: "Requests the apiserver answered 401 (credentials rejected) or 403 (forbidden) since start, by code.",
+      labelNames: ["code"] as const,
+      registers: [this.registry],
+      collect() {
+        for (const [code, count] of Object.entries(client.authFailures)) this.set({ code }, count);
+      },
+    });
+    new Gauge({
+      name: "nightshift_apiserver_credentials_rejected",
+      help: "1 while the apiserver keeps rejecting the operator's credentials (401/403, even after re-reading them), else 0.",
+      registers: [this.registry],
+      collect() {
+        this.set(client.credentialsRejected ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: "nightshift_writes_refused",
+      help: "Writes not sent because this replica could no longer be sure it held the lease.",
+      registers: [this.registry],
+      collect() {
+        this.set(client.refusedWrites);
       },
     });
   }

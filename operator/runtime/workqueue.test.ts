@@ -67,6 +67,18 @@ describe("work queue", () => {
     queue.shutdown();
   });
 
+  it("hands out no more keys once shut down, even with keys queued", async () => {
+    const queue = new WorkQueue("t");
+    queue.add("a");
+    queue.add("b");
+    expect(await queue.get()).toBe("a");
+    queue.shutdown();
+    expect(await queue.get()).toBeUndefined();
+    queue.done("a");
+    queue.add("c");
+    expect(await queue.get()).toBeUndefined();
+  });
+
   it("releases waiting workers on shutdown", async () => {
     const queue = new WorkQueue("t");
     const waiting = queue.get();

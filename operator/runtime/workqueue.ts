@@ -92,10 +92,10 @@ export class WorkQueue {
     return this.failures.get(key) ?? 0;
   }
 
-  /** Next key to work on, or undefined once shut down. */
+  /** Next key to work on, or undefined once shut down: keys still queued then are left for the next leader. */
   get(): Promise<string | undefined> {
-    if (this.length > 0) return Promise.resolve(this.take());
     if (this.shuttingDown) return Promise.resolve(undefined);
+    if (this.length > 0) return Promise.resolve(this.take());
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 

@@ -119,7 +119,7 @@ function nodeAppRecipe(name: NodeImageName, cacheDir: string, log: (l: string) =
       reference: localReference(image.name),
       entrypoint: image.entrypoint,
       ...(image.cmd ? { cmd: image.cmd } : {}),
-      env: NODE_IMAGE.env,
+      env: { ...NODE_IMAGE.env, ...(image.env ?? {}) },
       workdir: NODE_IMAGE.workdir,
       user: NODE_IMAGE.user,
       ...(image.expose ? { exposedPorts: image.expose } : {}),

@@ -13,6 +13,8 @@ export interface NodeAppImage {
   /** Files and folders of the repository copied to /app, in this order. */
   sources: string[];
   entrypoint: string[];
+  /** Environment beyond NODE_IMAGE.env. */
+  env?: Record<string, string>;
   cmd?: string[];
   expose?: number[];
 }
@@ -44,7 +46,10 @@ export const images = {
     dockerfile: "operator/Dockerfile",
     title: "The Nightshift operator.",
     sources: ["package.json", "crds/", "operator/"],
-    entrypoint: [NODE_IMAGE.nodePath, "operator/main.ts"],
+    // Measured by make bench (README, Performance): fewer malloc arenas and a 1 MB young
+    // generation keep RSS down at no measurable cost in convergence time.
+    env: { MALLOC_ARENA_MAX: "2" },
+    entrypoint: [NODE_IMAGE.nodePath, "--max-semi-space-size=1", "operator/main.ts"],
     expose: [8080],
   },
 } satisfies Record<string, NodeAppImage>;

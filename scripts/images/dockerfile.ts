@@ -15,7 +15,7 @@ export function renderDockerfile(image: NodeAppImage): string {
     "",
     `FROM ${NODE_IMAGE.dockerBase}`,
     `WORKDIR ${NODE_IMAGE.workdir}`,
-    ...Object.entries(NODE_IMAGE.env).map(([k, v]) => `ENV ${k}=${v}`),
+    ...Object.entries({ ...NODE_IMAGE.env, ...(image.env ?? {}) }).map(([k, v]) => `ENV ${k}=${v}`),
     `COPY --from=deps ${NODE_IMAGE.workdir}/node_modules ./node_modules`,
     ...image.sources.map((s) => `COPY ${s} ./${s.endsWith("/") ? s : ""}`),
     "# Non-root, and nothing is written inside the image: works with readOnlyRootFilesystem.",

@@ -58,6 +58,11 @@ export class ControlPlane {
     this.log = options.log ?? (() => {});
   }
 
+  /** The apiserver's audit log: writes by users in the group nightshift:audited (audit-policy.yaml). */
+  get auditLogPath(): string {
+    return join(this.workDir, "logs", "audit.log");
+  }
+
   /** Ports of every listening child, so tests can prove they are released. */
   ports: Record<string, number> = {};
 
@@ -122,6 +127,10 @@ export class ControlPlane {
           "--kubelet-preferred-address-types=InternalIP,Hostname",
           // Namespace annotations route pods to the real node and tolerate its taint.
           "--enable-admission-plugins=PodNodeSelector,PodTolerationRestriction",
+          `--audit-policy-file=${join(here, "audit-policy.yaml")}`,
+          `--audit-log-path=${this.auditLogPath}`,
+          "--audit-log-format=json",
+          "--audit-log-mode=blocking",
           "--v=1",
         ],
         logs,

@@ -17,6 +17,8 @@ export interface OperatorOptions {
   runnerImage?: string;
   priorityClasses?: string;
   workers?: number;
+  /** Kubeconfig the operator uses; the harness's admin one by default. */
+  kubeconfig?: string;
 }
 
 export class OperatorProcess {
@@ -53,7 +55,7 @@ export class OperatorProcess {
     if (options.priorityClasses) args.push(`--priority-classes=${options.priorityClasses}`);
     // setpriv: the operator dies with the test worker, whatever happens to it.
     const child = spawn("setpriv", ["--pdeathsig", "KILL", "--", process.execPath, ...args], {
-      env: { ...process.env, KUBECONFIG: inject("kubeconfigPath") },
+      env: { ...process.env, KUBECONFIG: options.kubeconfig ?? inject("kubeconfigPath") },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const operator = new OperatorProcess(child, port ?? 0);
