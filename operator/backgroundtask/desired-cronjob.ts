@@ -133,7 +133,11 @@ export function desiredCronJob(
       },
       spec: {
         restartPolicy: "Never",
-        ...(spec.serviceAccountName ? { serviceAccountName: spec.serviceAccountName } : {}),
+        // Runs get an API token only from a service account the task names; the
+        // namespace's default account is never handed to a run implicitly.
+        ...(spec.serviceAccountName
+          ? { serviceAccountName: spec.serviceAccountName }
+          : { automountServiceAccountToken: false }),
         ...(priorityClassName ? { priorityClassName } : {}),
         securityContext: { runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } },
         containers: [runnerContainer(task, valid, settings)],
