@@ -37,4 +37,5 @@ build_family() { # family package...
 build_family etcd .
 build_family kubernetes k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
 build_family kwok sigs.k8s.io/kwok/cmd/kwok
+build_family helm helm.sh/helm/v3/cmd/helm
 echo "$bin"
