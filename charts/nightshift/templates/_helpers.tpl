@@ -28,16 +28,23 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end }}
 
-{{/* Labels on every object of the release. */}}
-{{- define "nightshift.labels" -}}
+{{/* Labels on every object of the release, but the component. */}}
+{{- define "nightshift.releaseLabels" -}}
 helm.sh/chart: {{ include "nightshift.chart" . }}
-{{ include "nightshift.selectorLabels" . }}
+app.kubernetes.io/name: {{ include "nightshift.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: nightshift
 {{- with .Values.commonLabels }}
 {{ toYaml . }}
 {{- end }}
+{{- end }}
+
+{{/* Labels of the operator's objects. */}}
+{{- define "nightshift.labels" -}}
+{{ include "nightshift.releaseLabels" . }}
+app.kubernetes.io/component: operator
 {{- end }}
 
 {{/* metadata.annotations of every object, when there are any. */}}

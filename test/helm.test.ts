@@ -1,0 +1,537 @@
+// The Helm chart: linted and rendered as a user's `helm` would, then installed
+// on the shared control plane, where the operator runs under exactly the
+// chart's RBAC (its ServiceAccount's token, not cluster admin).
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { parse, parseAllDocuments, stringify } from "yaml";
+import { CHART_CRD_PATH, CRD_PATH, crdYaml } from "../crds/generate.ts";
+import { createNamespace, eventually, kubectl, kubectlResult } from "./support/cluster.ts";
+import { OperatorProcess } from "./support/operator.ts";
+import { startScheduledRun } from "./support/runs.ts";
+import {
+  condition,
+  getJson,
+  jobsOf,
+  type Obj,
+  readyTask,
+  waitForCondition,
+  waitForStatus,
+  warningEvents,
+} from "./support/tasks.ts";
+
+const CHART = fileURLToPath(new URL("../charts/nightshift", import.meta.url));
+const RUN_FINALIZER = "nightshift.dev/run-accounting";
+const helmHome = mkdtempSync(join(tmpdir(), "nightshift-helm-"));
+
+function helmResult(args: string[]): { ok: boolean; output: string } {
+  try {
+    const output = execFileSync(join(inject("binDir"), "helm"), args, {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+      env: {
+        ...process.env,
+        KUBECONFIG: inject("kubeconfigPath"),
+        HELM_CACHE_HOME: join(helmHome, "cache"),
+        HELM_CONFIG_HOME: join(helmHome, "config"),
+        HELM_DATA_HOME: join(helmHome, "data"),
+      },
+    });
+    return { ok: true, output };
+  } catch (error) {
+    const e = error as { stdout?: string; stderr?: string };
+    return { ok: false, output: `${e.stdout ?? ""}${e.stderr ?? ""}` };
+  }
+}
+
+function helm(args: string[]): string {
+  const result = helmResult(args);
+  if (!result.ok) throw new Error(`helm ${args.join(" ")}:\n${result.output}`);
+  return result.output;
+}
+
+function setFlags(values: Record<string, string>): string[] {
+  return Object.entries(values).flatMap(([key, value]) => ["--set", `${key}=${value}`]);
+}
+
+/** The objects `helm template` renders with these --set values. */
+function render(values: Record<string, string> = {}): Obj[] {
+  const out = helm(["template", "nightshift", CHART, "-n", "nightshift", ...setFlags(values)]);
+  return parseAllDocuments(out)
+    .map((d) => d.toJS() as Obj & { kind: string })
+    .filter(Boolean);
+}
+
+const kindOf = (o: Obj) => (o as unknown as { kind: string }).kind;
+const isHook = (o: Obj) => Boolean(o.metadata.annotations?.["helm.sh/hook"]);
+
+interface Rule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+  resourceNames?: string[];
+}
+function rulesOf(objects: Obj[]): Rule[] {
+  return objects
+    .filter((o) => ["Role", "ClusterRole"].includes(kindOf(o)) && !isHook(o))
+    .flatMap((o) => (o as unknown as { rules: Rule[] }).rules);
+}
+
+describe("Helm chart, rendered", () => {
+  it("passes helm lint --strict, watching every namespace or a list", () => {
+    expect(helm(["lint", "--strict", CHART])).toContain("0 chart(s) failed");
+    expect(
+      helm(["lint", "--strict", CHART, ...setFlags({ watchNamespaces: "{team-a,team-b}" })]),
+    ).toContain("0 chart(s) failed");
+  });
+
+  it("carries the generated CRD unchanged, kept on uninstall", () => {
+    expect(readFileSync(CHART_CRD_PATH, "utf8")).toBe(readFileSync(CRD_PATH, "utf8"));
+    const crd = render().find((o) => kindOf(o) === "CustomResourceDefinition");
+    expect(crd?.spec).toEqual(parse(crdYaml()).spec);
+    expect(crd?.metadata.annotations?.["helm.sh/resource-policy"]).toBe("keep");
+    expect(
+      render({ "crds.enabled": "false" }).some((o) => kindOf(o) === "CustomResourceDefinition"),
+    ).toBe(false);
+  });
+
+  it("rejects a misspelt value with an error naming the key", () => {
+    for (const [key, value] of [
+      ["operator.wokers", "3"],
+      ["replicaCont", "1"],
+      ["monitoring.serviceMonitor.enable", "true"],
+    ] as const) {
+      const result = helmResult(["template", "x", CHART, "--set", `${key}=${value}`]);
+      expect(result.ok).toBe(false);
+      expect(result.output).toContain(key.split(".").at(-1));
+      expect(result.output).toMatch(/additional properties/i);
+    }
+    const bad = helmResult(["template", "x", CHART, "--set", "image.pullPolicy=Sometimes"]);
+    expect(bad.output).toContain("pullPolicy");
+  });
+
+  it("grants a ClusterRole for every namespace, or a Role in each listed namespace", () => {
+    const all = render();
+    expect(all.filter((o) => kindOf(o) === "ClusterRole" && !isHook(o))).toHaveLength(1);
+    expect(all.filter((o) => kindOf(o) === "ClusterRoleBinding" && !isHook(o))).toHaveLength(1);
+
+    const listed = render({ watchNamespaces: "{team-a,team-b}" }).filter((o) => !isHook(o));
+    expect(listed.some((o) => kindOf(o).startsWith("Cluster"))).toBe(false);
+    const roles = listed.filter((o) => kindOf(o) === "Role");
+    expect(roles.map((r) => `${r.metadata.namespace}/${r.metadata.name}`).sort()).toEqual([
+      "nightshift/nightshift-leader-election",
+      "team-a/nightshift",
+      "team-b/nightshift",
+    ]);
+    expect(listed.filter((o) => kindOf(o) === "RoleBinding")).toHaveLength(3);
+    const env = deploymentEnv(listed);
+    expect(env.NIGHTSHIFT_NAMESPACES).toBe("team-a,team-b");
+  });
+
+  it("asks for no Secrets, no ConfigMaps, no wildcards and only the groups the operator uses", () => {
+    for (const values of [{}, { watchNamespaces: "{team-a}" }] as Record<string, string>[]) {
+      const rules = rulesOf(render(values));
+      const groups = new Set(rules.flatMap((r) => r.apiGroups));
+      expect([...groups].sort()).toEqual([
+        "",
+        "batch",
+        "coordination.k8s.io",
+        "events.k8s.io",
+        "nightshift.dev",
+      ]);
+      const everything = rules.flatMap((r) => [...r.apiGroups, ...r.resources, ...r.verbs]);
+      expect(everything).not.toContain("*");
+      const resources = rules.flatMap((r) => r.resources);
+      expect(resources).not.toContain("secrets");
+      expect(resources).not.toContain("configmaps");
+    }
+  });
+
+  it("adds a PodDisruptionBudget only with more than one replica", () => {
+    expect(render().some((o) => kindOf(o) === "PodDisruptionBudget")).toBe(true);
+    expect(render({ replicaCount: "1" }).some((o) => kindOf(o) === "PodDisruptionBudget")).toBe(
+      false,
+    );
+    const single = helmResult(["template", "x", CHART, "--set", "leaderElection.enabled=false"]);
+    expect(single.ok).toBe(false);
+    expect(single.output).toContain("replicaCount > 1 needs leaderElection.enabled");
+  });
+
+  it("passes every operator setting to the operator", () => {
+    const env = deploymentEnv(
+      render({
+        "operator.workers": "9",
+        "operator.logLevel": "debug",
+        "operator.priorityClasses.high": "batch-high",
+        "operator.priorityClasses.low": "batch-low",
+        "runner.image.repository": "registry.example/runner",
+        "runner.image.tag": "1.2.3",
+        "runner.image.digest": `sha256:${"a".repeat(64)}`,
+        "runner.image.pullPolicy": "Always",
+        "customTasks.allowedImagePrefixes": "{registry.example/batch/,ghcr.io/acme/}",
+      }),
+    );
+    expect(env).toMatchObject({
+      NIGHTSHIFT_WORKERS: "9",
+      LOG_LEVEL: "debug",
+      NIGHTSHIFT_PRIORITY_CLASSES: "low=batch-low,high=batch-high",
+      NIGHTSHIFT_RUNNER_IMAGE: `registry.example/runner:1.2.3@sha256:${"a".repeat(64)}`,
+      NIGHTSHIFT_RUNNER_IMAGE_PULL_POLICY: "Always",
+      NIGHTSHIFT_ALLOWED_IMAGE_PREFIXES: "registry.example/batch/,ghcr.io/acme/",
+      NIGHTSHIFT_NAMESPACES: "",
+      NIGHTSHIFT_LEADER_ELECT: "true",
+    });
+  });
+
+  it("documents every value on the line above it", () => {
+    const lines = readFileSync(join(CHART, "values.yaml"), "utf8").split("\n");
+    const undocumented = lines.filter(
+      (line, i) => /^\s*[\w.-]+:/.test(line) && !lines[i - 1]?.trim().startsWith("#"),
+    );
+    expect(undocumented).toEqual([]);
+  });
+
+  it("runs the operator under Pod Security restricted, spread over nodes and zones", async () => {
+    const deployment = render().find((o) => kindOf(o) === "Deployment");
+    const podSpec = deployment?.spec.template.spec;
+    expect(
+      podSpec.topologySpreadConstraints.map((c: { topologyKey: string }) => c.topologyKey),
+    ).toEqual(["kubernetes.io/hostname", "topology.kubernetes.io/zone"]);
+    // The API server's Pod Security admission decides, in a namespace that enforces "restricted".
+    const ns = await createNamespace("helm-psa");
+    kubectl(["label", "ns", ns, "pod-security.kubernetes.io/enforce=restricted"]);
+    const pod = {
+      apiVersion: "v1",
+      kind: "Pod",
+      metadata: { name: "operator", namespace: ns },
+      spec: { ...podSpec, serviceAccountName: "default" },
+    };
+    const result = kubectlResult(["create", "--dry-run=server", "-f", "-"], JSON.stringify(pod));
+    expect(result).toMatchObject({ ok: true });
+  });
+});
+
+function deploymentEnv(objects: Obj[]): Record<string, string> {
+  const deployment = objects.find((o) => kindOf(o) === "Deployment");
+  const container = deployment?.spec.template.spec.containers[0];
+  return Object.fromEntries(
+    (container.env as Array<{ name: string; value?: string }>)
+      .filter((e) => e.value !== undefined)
+      .map((e) => [e.name, e.value as string]),
+  );
+}
+
+/** A kubeconfig that authenticates as a ServiceAccount, with a token from the TokenRequest API. */
+function serviceAccountKubeconfig(namespace: string, name: string): string {
+  const admin = JSON.parse(kubectl(["config", "view", "--raw", "--minify", "-o", "json"]));
+  const cluster = admin.clusters[0].cluster;
+  const token = kubectl(["create", "token", name, "-n", namespace, "--duration=2h"]).trim();
+  const path = join(helmHome, `${namespace}-${name}.kubeconfig`);
+  writeFileSync(
+    path,
+    stringify({
+      apiVersion: "v1",
+      kind: "Config",
+      clusters: [{ name: "local", cluster }],
+      users: [{ name: name, user: { token } }],
+      contexts: [{ name: "sa", context: { cluster: "local", user: name } }],
+      "current-context": "sa",
+    }),
+  );
+  return path;
+}
+
+describe("Helm chart, installed", () => {
+  const release = `ns-${Date.now().toString(36)}`;
+  let system = "";
+  let tasks = "";
+  let other = "";
+  let serviceAccount = "";
+  let operator: OperatorProcess | undefined;
+  const installValues = () => ({
+    watchNamespaces: `{${tasks}}`,
+    // No real node runs the operator image here yet: the Deployment stays at
+    // zero and the operator runs beside the tests under the chart's ServiceAccount.
+    replicaCount: "0",
+    "image.repository": "registry.example/nightshift/operator",
+    "runner.image.repository": "registry.example/nightshift/task-runner",
+  });
+
+  beforeAll(async () => {
+    system = await createNamespace("helm-sys");
+    tasks = await createNamespace("helm-tasks");
+    other = await createNamespace("helm-other");
+    kubectl(["label", "ns", system, "pod-security.kubernetes.io/enforce=restricted"]);
+    // The suites share one cluster whose CRD the test setup applied: let the release adopt it,
+    // as anyone moving an existing CRD under Helm does. crds.keep leaves it in place afterwards.
+    kubectl([
+      "label",
+      "crd",
+      "backgroundtasks.nightshift.dev",
+      "--overwrite",
+      "app.kubernetes.io/managed-by=Helm",
+    ]);
+    kubectl([
+      "annotate",
+      "crd",
+      "backgroundtasks.nightshift.dev",
+      "--overwrite",
+      `meta.helm.sh/release-name=${release}`,
+      `meta.helm.sh/release-namespace=${system}`,
+    ]);
+    helm(["install", release, CHART, "-n", system, ...setFlags(installValues())]);
+    serviceAccount = `${release}-nightshift`;
+  });
+
+  afterAll(async () => {
+    await operator?.stop();
+    helmResult(["uninstall", release, "-n", system, "--no-hooks"]);
+  });
+
+  function canI(verb: string, resource: string, namespace: string): boolean {
+    const result = kubectlResult([
+      "auth",
+      "can-i",
+      verb,
+      resource,
+      "-n",
+      namespace,
+      `--as=system:serviceaccount:${system}:${serviceAccount}`,
+    ]);
+    return result.output.trim() === "yes";
+  }
+
+  it("lets the operator's ServiceAccount do everything it needs and nothing with Secrets", () => {
+    const needed: Array<[string, string, string]> = [
+      ["list", "backgroundtasks.nightshift.dev", tasks],
+      ["watch", "backgroundtasks.nightshift.dev", tasks],
+      ["patch", "backgroundtasks.nightshift.dev/status", tasks],
+      ["list", "cronjobs.batch", tasks],
+      ["watch", "cronjobs.batch", tasks],
+      ["create", "cronjobs.batch", tasks],
+      ["patch", "cronjobs.batch", tasks],
+      ["list", "jobs.batch", tasks],
+      ["watch", "jobs.batch", tasks],
+      ["create", "jobs.batch", tasks],
+      ["patch", "jobs.batch", tasks],
+      ["delete", "jobs.batch", tasks],
+      ["list", "pods", tasks],
+      ["watch", "pods", tasks],
+      ["create", "events.events.k8s.io", tasks],
+      ["create", "leases.coordination.k8s.io", system],
+      ["get", "leases.coordination.k8s.io/nightshift-operator", system],
+      ["update", "leases.coordination.k8s.io/nightshift-operator", system],
+    ];
+    expect(needed.filter(([verb, resource, ns]) => !canI(verb, resource, ns))).toEqual([]);
+
+    const forbidden: Array<[string, string, string]> = [];
+    for (const ns of [tasks, system, other])
+      for (const verb of ["get", "list", "watch"])
+        for (const resource of ["secrets", "configmaps"]) forbidden.push([verb, resource, ns]);
+    forbidden.push(
+      ["list", "backgroundtasks.nightshift.dev", other],
+      ["create", "backgroundtasks.nightshift.dev", tasks],
+      ["update", "backgroundtasks.nightshift.dev", tasks],
+      ["delete", "backgroundtasks.nightshift.dev", tasks],
+      ["delete", "cronjobs.batch", tasks],
+      ["create", "pods", tasks],
+      ["delete", "pods", tasks],
+      ["list", "jobs.batch", other],
+      ["get", "leases.coordination.k8s.io/someone-else", system],
+      ["list", "deployments.apps", tasks],
+      ["create", "roles.rbac.authorization.k8s.io", tasks],
+      ["list", "customresourcedefinitions.apiextensions.k8s.io", tasks],
+      ["list", "nodes", tasks],
+      ["*", "*", tasks],
+    );
+    expect(forbidden.filter(([verb, resource, ns]) => canI(verb, resource, ns))).toEqual([]);
+  });
+
+  it("is enough for the operator: it reconciles tasks and records runs under that RBAC alone", async () => {
+    operator = await OperatorProcess.start({
+      namespaces: [tasks],
+      kubeconfig: serviceAccountKubeconfig(system, serviceAccount),
+      leaderElect: true,
+      leaderElectionNamespace: system,
+      leaderElectionId: "nightshift-operator",
+      runnerImage: "registry.example/nightshift/task-runner:0.1.0",
+    });
+    await readyTask(tasks, "webhook", { successfulRunsHistoryLimit: 1 });
+    // Two runs: both recorded (Jobs patched, status written), the older one pruned (Job deleted).
+    for (const name of ["webhook-run-1", "webhook-run-2"]) {
+      startScheduledRun(tasks, "webhook", name);
+      await waitForStatus(tasks, "webhook", `${name} recorded`, (s) => s.lastRun?.jobName === name);
+    }
+    await eventually(() => (jobsOf(tasks, "webhook").length === 1 ? true : undefined), {
+      what: "the older run pruned",
+      timeoutMs: 60_000,
+    });
+    // A run the operator starts itself (Job create, Normal event).
+    kubectl(["annotate", "bgt", "webhook", "-n", tasks, "nightshift.dev/run-now=1"]);
+    await eventually(
+      () => (warningEvents(tasks, "webhook", "RunStarted").length ? true : undefined),
+      { what: "the run-now run started", timeoutMs: 60_000 },
+    );
+    // A long run the operator holds with its finalizer until it is recorded.
+    startScheduledRun(tasks, "webhook", "webhook-long", { duration: "30m" });
+    await eventually(
+      () =>
+        getJson(["job", "webhook-long", "-n", tasks])?.metadata.finalizers?.includes(RUN_FINALIZER)
+          ? true
+          : undefined,
+      { what: "the long run held by the run-accounting finalizer" },
+    );
+    // A missing Secret, learnt from the run pod that needs it.
+    await readyTask(tasks, "needs-secret", {
+      env: [{ name: "TOKEN", valueFrom: { secretKeyRef: { name: "absent", key: "t" } } }],
+    });
+    startScheduledRun(tasks, "needs-secret", "needs-secret-run", {
+      configError: 'secret "absent" not found',
+    });
+    const bgt = await waitForCondition(
+      tasks,
+      "needs-secret",
+      "SpecValid",
+      "False",
+      "MissingSecret",
+    );
+    expect(condition(bgt, "SpecValid")?.message).toContain('Secret "absent" does not exist');
+    await eventually(
+      () => (warningEvents(tasks, "needs-secret", "MissingSecret").length ? true : undefined),
+      { what: "a Warning event written by the operator" },
+    );
+    expect(operator.output).not.toMatch(/forbidden|\b403\b/i);
+    expect(await operator.metric("leader_election_master_status")).toBe(1);
+  });
+
+  it("upgrades: a changed value rolls the operator's pod template and keeps the RBAC", () => {
+    const before = getJson(["deployment", serviceAccount, "-n", system]);
+    helm([
+      "upgrade",
+      release,
+      CHART,
+      "-n",
+      system,
+      ...setFlags({ ...installValues(), "operator.logLevel": "debug", "operator.workers": "2" }),
+    ]);
+    const after = getJson(["deployment", serviceAccount, "-n", system]);
+    expect(after?.metadata.generation).toBeGreaterThan(before?.metadata.generation);
+    const env = Object.fromEntries(
+      after?.spec.template.spec.containers[0].env.map((e: { name: string; value?: string }) => [
+        e.name,
+        e.value,
+      ]),
+    );
+    expect(env).toMatchObject({ LOG_LEVEL: "debug", NIGHTSHIFT_WORKERS: "2" });
+    expect(canI("patch", "jobs.batch", tasks)).toBe(true);
+    expect(canI("list", "secrets", tasks)).toBe(false);
+  });
+
+  it("uninstalls everything it installed but the CRD, and no run Job stays held", async () => {
+    await operator?.stop();
+    operator = undefined;
+    const held = jobsOf(tasks, "webhook").filter((j) =>
+      (j.metadata.finalizers ?? []).includes(RUN_FINALIZER),
+    );
+    expect(held.map((j) => j.metadata.name)).toContain("webhook-long");
+
+    // kwok would only pretend to run the hook's pod: run its script here, under the hook's RBAC.
+    helm(["uninstall", release, "-n", system, "--no-hooks"]);
+    await runUninstallHook(release, system, installValues());
+
+    expect(
+      jobsOf(tasks, "webhook").filter((j) => (j.metadata.finalizers ?? []).includes(RUN_FINALIZER)),
+    ).toEqual([]);
+    const left = kubectl([
+      "get",
+      "deployments,services,serviceaccounts,roles,rolebindings,poddisruptionbudgets,configmaps,jobs",
+      "-A",
+      "-l",
+      `app.kubernetes.io/instance=${release}`,
+      "-o",
+      "name",
+    ]).trim();
+    expect(left).toBe("");
+    const cluster = kubectl([
+      "get",
+      "clusterroles,clusterrolebindings",
+      "-l",
+      `app.kubernetes.io/instance=${release}`,
+      "-o",
+      "name",
+    ]).trim();
+    expect(cluster).toBe("");
+    expect(getJson(["crd", "backgroundtasks.nightshift.dev"])).toBeDefined();
+  });
+});
+
+/**
+ * What the post-delete hook does, here instead of in a pod: its ServiceAccount
+ * and RBAC from the chart, then its script with that account's token.
+ */
+async function runUninstallHook(
+  release: string,
+  namespace: string,
+  values: Record<string, string>,
+): Promise<void> {
+  const out = helm([
+    "template",
+    release,
+    CHART,
+    "-n",
+    namespace,
+    "--show-only",
+    "templates/uninstall-release-run-jobs.yaml",
+    ...setFlags(values),
+  ]);
+  const objects = parseAllDocuments(out).map((d) => d.toJS() as Obj & { kind: string });
+  const rbac = objects.filter((o) =>
+    ["ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"].includes(o.kind),
+  );
+  const job = objects.find((o) => o.kind === "Job");
+  kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: rbac }));
+  const account = rbac.find((o) => o.kind === "ServiceAccount")?.metadata.name as string;
+  const container = job?.spec.template.spec.containers[0];
+  const env = Object.fromEntries(
+    (container.env as Array<{ name: string; value: string }>).map((e) => [e.name, e.value]),
+  );
+  const admin = JSON.parse(kubectl(["config", "view", "--raw", "--minify", "-o", "json"]));
+  const server = new URL(admin.clusters[0].cluster.server);
+  const tokenFile = join(helmHome, `${account}.token`);
+  writeFileSync(
+    tokenFile,
+    kubectl(["create", "token", account, "-n", namespace, "--duration=1h"]).trim(),
+  );
+  const script = join(CHART, "files", "release-run-jobs.mjs");
+  const output = await new Promise<string>((resolve, reject) => {
+    const child = spawn(process.execPath, [script], {
+      env: {
+        ...process.env,
+        ...env,
+        KUBERNETES_SERVICE_HOST: server.hostname,
+        KUBERNETES_SERVICE_PORT: server.port,
+        TOKEN_FILE: tokenFile,
+        NODE_EXTRA_CA_CERTS: admin.clusters[0].cluster["certificate-authority"],
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let text = "";
+    child.stdout.on("data", (c: Buffer) => {
+      text += c.toString();
+    });
+    child.stderr.on("data", (c: Buffer) => {
+      text += c.toString();
+    });
+    child.on("exit", (code) =>
+      code === 0 ? resolve(text) : reject(new Error(`hook script exited ${code}:\n${text}`)),
+    );
+  });
+  expect(output).toMatch(/released [1-9]\d* run Job/);
+  kubectl(
+    ["delete", "-f", "-", "--wait=false"],
+    JSON.stringify({ apiVersion: "v1", kind: "List", items: rbac }),
+  );
+}
