@@ -2,7 +2,7 @@
 // on the shared control plane, where the operator runs under exactly the
 // chart's RBAC (its ServiceAccount's token, not cluster admin).
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -209,7 +209,11 @@ describe("Helm chart, rendered", () => {
       metadata: { name: "operator", namespace: ns },
       spec: { ...podSpec, serviceAccountName: "default" },
     };
-    const result = kubectlResult(["create", "--dry-run=server", "-f", "-"], JSON.stringify(pod));
+    // Retried only while the namespace's default ServiceAccount is being created.
+    const result = await eventually(() => {
+      const r = kubectlResult(["create", "--dry-run=server", "-f", "-"], JSON.stringify(pod));
+      return r.ok || !r.output.includes("serviceaccount") ? r : undefined;
+    });
     expect(result).toMatchObject({ ok: true });
   });
 });
@@ -264,7 +268,9 @@ describe("Helm chart, installed", () => {
     system = await createNamespace("helm-sys");
     tasks = await createNamespace("helm-tasks");
     other = await createNamespace("helm-other");
-    kubectl(["label", "ns", system, "pod-security.kubernetes.io/enforce=restricted"]);
+    // Operator and run pods alike must pass Pod Security "restricted".
+    for (const ns of [system, tasks])
+      kubectl(["label", "ns", ns, "pod-security.kubernetes.io/enforce=restricted"]);
     // The suites share one cluster whose CRD the test setup applied: let the release adopt it,
     // as anyone moving an existing CRD under Helm does. crds.keep leaves it in place afterwards.
     kubectl([
@@ -291,14 +297,19 @@ describe("Helm chart, installed", () => {
     helmResult(["uninstall", release, "-n", system, "--no-hooks"]);
   });
 
+  /** `kubectl auth can-i` as the operator; "kind/status" asks about the status subresource. */
   function canI(verb: string, resource: string, namespace: string): boolean {
+    const [what, subresource] = resource.endsWith("/status")
+      ? [resource.slice(0, -"/status".length), "status"]
+      : [resource, undefined];
     const result = kubectlResult([
       "auth",
       "can-i",
       verb,
-      resource,
+      what,
       "-n",
       namespace,
+      ...(subresource ? [`--subresource=${subresource}`] : []),
       `--as=system:serviceaccount:${system}:${serviceAccount}`,
     ]);
     return result.output.trim() === "yes";
@@ -335,6 +346,7 @@ describe("Helm chart, installed", () => {
       ["list", "backgroundtasks.nightshift.dev", other],
       ["create", "backgroundtasks.nightshift.dev", tasks],
       ["update", "backgroundtasks.nightshift.dev", tasks],
+      ["patch", "backgroundtasks.nightshift.dev", tasks],
       ["delete", "backgroundtasks.nightshift.dev", tasks],
       ["delete", "cronjobs.batch", tasks],
       ["create", "pods", tasks],
@@ -407,16 +419,37 @@ describe("Helm chart, installed", () => {
     expect(await operator.metric("leader_election_master_status")).toBe(1);
   });
 
-  it("upgrades: a changed value rolls the operator's pod template and keeps the RBAC", () => {
+  it("upgrades: a changed value rolls the operator's pod template, a changed CRD reaches the cluster", () => {
     const before = getJson(["deployment", serviceAccount, "-n", system]);
-    helm([
-      "upgrade",
-      release,
-      CHART,
-      "-n",
-      system,
-      ...setFlags({ ...installValues(), "operator.logLevel": "debug", "operator.workers": "2" }),
-    ]);
+    // The next chart version's CRD differs (here: one description).
+    const next = join(helmHome, "next-chart");
+    cpSync(CHART, next, { recursive: true });
+    const crdFile = join(next, "files", "crds", "nightshift.dev_backgroundtasks.yaml");
+    writeFileSync(
+      crdFile,
+      readFileSync(crdFile, "utf8").replace(
+        "description: nightshift.dev/v1alpha1",
+        "description: nightshift.dev/v1alpha1 (next chart)",
+      ),
+    );
+    const upgradeValues = {
+      ...installValues(),
+      "operator.logLevel": "debug",
+      "operator.workers": "2",
+    };
+    const apiVersionDescription = () =>
+      kubectl([
+        "get",
+        "crd",
+        "backgroundtasks.nightshift.dev",
+        "-o",
+        "jsonpath={.spec.versions[0].schema.openAPIV3Schema.properties.apiVersion.description}",
+      ]);
+    helm(["upgrade", release, next, "-n", system, ...setFlags(upgradeValues)]);
+    expect(apiVersionDescription()).toBe("nightshift.dev/v1alpha1 (next chart)");
+    helm(["upgrade", release, CHART, "-n", system, ...setFlags(upgradeValues)]);
+    expect(apiVersionDescription()).toBe("nightshift.dev/v1alpha1");
+
     const after = getJson(["deployment", serviceAccount, "-n", system]);
     expect(after?.metadata.generation).toBeGreaterThan(before?.metadata.generation);
     const env = Object.fromEntries(
