@@ -415,6 +415,15 @@ describe("Helm chart, installed", () => {
       () => (warningEvents(tasks, "needs-secret", "MissingSecret").length ? true : undefined),
       { what: "a Warning event written by the operator" },
     );
+    // `helm test`'s script, with its own ServiceAccount: the operator answers, a throwaway task gets Ready.
+    const helmTest = await runHookScript(
+      "templates/tests/operator-test.yaml",
+      release,
+      system,
+      installValues(),
+      { METRICS_URL: `http://127.0.0.1:${operator.port}` },
+    );
+    expect(helmTest).toMatch(/BackgroundTask helm-test-\w+ is Ready/);
     expect(operator.output).not.toMatch(/forbidden|\b403\b/i);
     expect(await operator.metric("leader_election_master_status")).toBe(1);
   });
@@ -473,7 +482,13 @@ describe("Helm chart, installed", () => {
 
     // kwok would only pretend to run the hook's pod: run its script here, under the hook's RBAC.
     helm(["uninstall", release, "-n", system, "--no-hooks"]);
-    await runUninstallHook(release, system, installValues());
+    const output = await runHookScript(
+      "templates/uninstall-release-run-jobs.yaml",
+      release,
+      system,
+      installValues(),
+    );
+    expect(output).toMatch(/released [1-9]\d* run Job/);
 
     expect(
       jobsOf(tasks, "webhook").filter((j) => (j.metadata.finalizers ?? []).includes(RUN_FINALIZER)),
@@ -502,14 +517,17 @@ describe("Helm chart, installed", () => {
 });
 
 /**
- * What the post-delete hook does, here instead of in a pod: its ServiceAccount
- * and RBAC from the chart, then its script with that account's token.
+ * Runs a hook pod's script here instead of in a pod (kwok would only pretend
+ * to run it): the hook's ServiceAccount and RBAC from the chart, then its
+ * script with that account's token and the pod's environment. Returns its output.
  */
-async function runUninstallHook(
+async function runHookScript(
+  template: string,
   release: string,
   namespace: string,
   values: Record<string, string>,
-): Promise<void> {
+  envOverrides: Record<string, string> = {},
+): Promise<string> {
   const out = helm([
     "template",
     release,
@@ -517,17 +535,25 @@ async function runUninstallHook(
     "-n",
     namespace,
     "--show-only",
-    "templates/uninstall-release-run-jobs.yaml",
+    template,
     ...setFlags(values),
   ]);
   const objects = parseAllDocuments(out).map((d) => d.toJS() as Obj & { kind: string });
   const rbac = objects.filter((o) =>
     ["ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"].includes(o.kind),
   );
-  const job = objects.find((o) => o.kind === "Job");
-  kubectl(["apply", "-f", "-"], JSON.stringify({ apiVersion: "v1", kind: "List", items: rbac }));
-  const account = rbac.find((o) => o.kind === "ServiceAccount")?.metadata.name as string;
-  const container = job?.spec.template.spec.containers[0];
+  const workload = objects.find((o) => o.kind === "Job" || o.kind === "Pod");
+  const podSpec = workload?.kind === "Job" ? workload.spec.template.spec : workload?.spec;
+  const container = podSpec.containers[0];
+  const configMap = objects.find((o) => o.kind === "ConfigMap") as unknown as {
+    data: Record<string, string>;
+  };
+  const scriptName = (container.command as string[])[1]?.split("/").at(-1) as string;
+  const script = join(helmHome, scriptName);
+  writeFileSync(script, configMap.data[scriptName] as string);
+  const list = JSON.stringify({ apiVersion: "v1", kind: "List", items: rbac });
+  kubectl(["apply", "-f", "-"], list);
+  const account = podSpec.serviceAccountName as string;
   const env = Object.fromEntries(
     (container.env as Array<{ name: string; value: string }>).map((e) => [e.name, e.value]),
   );
@@ -538,33 +564,32 @@ async function runUninstallHook(
     tokenFile,
     kubectl(["create", "token", account, "-n", namespace, "--duration=1h"]).trim(),
   );
-  const script = join(CHART, "files", "release-run-jobs.mjs");
-  const output = await new Promise<string>((resolve, reject) => {
-    const child = spawn(process.execPath, [script], {
-      env: {
-        ...process.env,
-        ...env,
-        KUBERNETES_SERVICE_HOST: server.hostname,
-        KUBERNETES_SERVICE_PORT: server.port,
-        TOKEN_FILE: tokenFile,
-        NODE_EXTRA_CA_CERTS: admin.clusters[0].cluster["certificate-authority"],
-      },
-      stdio: ["ignore", "pipe", "pipe"],
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      const child = spawn(process.execPath, [script], {
+        env: {
+          ...process.env,
+          ...env,
+          KUBERNETES_SERVICE_HOST: server.hostname,
+          KUBERNETES_SERVICE_PORT: server.port,
+          TOKEN_FILE: tokenFile,
+          NODE_EXTRA_CA_CERTS: admin.clusters[0].cluster["certificate-authority"],
+          ...envOverrides,
+        },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let text = "";
+      child.stdout.on("data", (c: Buffer) => {
+        text += c.toString();
+      });
+      child.stderr.on("data", (c: Buffer) => {
+        text += c.toString();
+      });
+      child.on("exit", (code) =>
+        code === 0 ? resolve(text) : reject(new Error(`${scriptName} exited ${code}:\n${text}`)),
+      );
     });
-    let text = "";
-    child.stdout.on("data", (c: Buffer) => {
-      text += c.toString();
-    });
-    child.stderr.on("data", (c: Buffer) => {
-      text += c.toString();
-    });
-    child.on("exit", (code) =>
-      code === 0 ? resolve(text) : reject(new Error(`hook script exited ${code}:\n${text}`)),
-    );
-  });
-  expect(output).toMatch(/released [1-9]\d* run Job/);
-  kubectl(
-    ["delete", "-f", "-", "--wait=false"],
-    JSON.stringify({ apiVersion: "v1", kind: "List", items: rbac }),
-  );
+  } finally {
+    kubectl(["delete", "-f", "-", "--wait=false"], list);
+  }
 }

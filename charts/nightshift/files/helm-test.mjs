@@ -5,7 +5,7 @@ import { readFileSync } from "node:fs";
 
 const SA = "/var/run/secrets/kubernetes.io/serviceaccount";
 const api = `https://${process.env.KUBERNETES_SERVICE_HOST}:${process.env.KUBERNETES_SERVICE_PORT}`;
-const token = readFileSync(`${SA}/token`, "utf8").trim();
+const token = readFileSync(process.env.TOKEN_FILE ?? `${SA}/token`, "utf8").trim();
 const namespace = process.env.TASK_NAMESPACE;
 const name = `helm-test-${Date.now().toString(36)}`;
 const taskPath = `/apis/nightshift.dev/v1alpha1/namespaces/${namespace}/backgroundtasks`;
