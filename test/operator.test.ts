@@ -104,6 +104,9 @@ describe("BackgroundTask operator", () => {
     });
     expect(pod.metadata.annotations).toMatchObject({ "vault.hashicorp.com/agent-inject": "true" });
     expect(pod.spec.priorityClassName).toBe("nightshift-high");
+    // No service account named: the namespace's default account's token is not mounted.
+    expect(pod.spec.automountServiceAccountToken).toBe(false);
+    expect(pod.spec.serviceAccountName).toBeUndefined();
     expect(pod.spec.securityContext).toMatchObject({
       runAsNonRoot: true,
       seccompProfile: { type: "RuntimeDefault" },
