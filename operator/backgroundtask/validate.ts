@@ -22,6 +22,7 @@ import {
   validateResolvedSchedule,
   validateTimeZone,
 } from "./schedule.ts";
+import { runPodProblem } from "./validate-run-pod.ts";
 
 export interface ValidTask {
   valid: true;
@@ -110,6 +111,30 @@ function referencesOf(spec: BackgroundTaskSpec): Reference[] {
         optional: false,
       });
   });
+  spec.volumes?.forEach((volume, i) => {
+    if (volume.secret)
+      refs.push({
+        kind: "Secret",
+        name: volume.secret.secretName,
+        field: `spec.volumes[${i}].secret.secretName`,
+        optional: volume.secret.optional ?? false,
+      });
+    if (volume.configMap)
+      refs.push({
+        kind: "ConfigMap",
+        name: volume.configMap.name,
+        field: `spec.volumes[${i}].configMap.name`,
+        optional: volume.configMap.optional ?? false,
+      });
+  });
+  spec.imagePullSecrets?.forEach((secret, i) => {
+    refs.push({
+      kind: "Secret",
+      name: secret.name,
+      field: `spec.imagePullSecrets[${i}].name`,
+      optional: false,
+    });
+  });
   return refs;
 }
 
@@ -190,6 +215,8 @@ export function validateTask(task: BackgroundTaskObject, lookup: ValidationConte
   if (spec.timeout !== undefined && parseDuration(spec.timeout) < 1000) {
     return invalid("InvalidTimeout", "spec.timeout", "must be at least 1s", references);
   }
+  const podProblem = runPodProblem(spec);
+  if (podProblem) return invalid("InvalidRunPod", podProblem.field, podProblem.message, references);
   for (const ref of refs) {
     if (!ref.optional && !lookup.exists(ref.kind, task.metadata.namespace, ref.name)) {
       return invalid(
