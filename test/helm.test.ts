@@ -3,14 +3,18 @@
 // chart's RBAC (its ServiceAccount's token, not cluster admin).
 import { execFileSync, spawn } from "node:child_process";
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer as createHttpServer, type Server } from "node:http";
+import { type AddressInfo, connect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { parse, parseAllDocuments, stringify } from "yaml";
 import { CHART_CRD_PATH, CRD_PATH, crdYaml } from "../crds/generate.ts";
+import { localReference } from "../scripts/images/definitions.ts";
 import { createNamespace, eventually, kubectl, kubectlResult } from "./support/cluster.ts";
 import { OperatorProcess } from "./support/operator.ts";
+import { forPods, RUNNER_IMAGE, realNode, routeToRealNode } from "./support/real-node.ts";
 import { startScheduledRun } from "./support/runs.ts";
 import {
   condition,
@@ -23,6 +27,7 @@ import {
   warningEvents,
 } from "./support/tasks.ts";
 
+const OPERATOR_IMAGE = localReference("nightshift/operator");
 const CHART = fileURLToPath(new URL("../charts/nightshift", import.meta.url));
 const RUN_FINALIZER = "nightshift.dev/run-accounting";
 const helmHome = mkdtempSync(join(tmpdir(), "nightshift-helm-"));
@@ -593,3 +598,255 @@ async function runHookScript(
     kubectl(["delete", "-f", "-", "--wait=false"], list);
   }
 }
+
+/**
+ * Pods on the real node reach the API server through this: a TCP relay on the
+ * node's bridge address to the loopback-only API server (there is no
+ * kube-proxy), named kubernetes.default.svc in the pods' /etc/hosts so TLS
+ * checks the serving certificate's own name.
+ */
+async function apiServerRelay(hostAddress: string): Promise<{ port: number; close(): void }> {
+  const admin = JSON.parse(kubectl(["config", "view", "--raw", "--minify", "-o", "json"]));
+  const target = new URL(admin.clusters[0].cluster.server);
+  const server = createServer((socket) => {
+    const upstream = connect(Number(target.port), target.hostname);
+    socket.pipe(upstream).pipe(socket);
+    const close = () => {
+      socket.destroy();
+      upstream.destroy();
+    };
+    socket.on("error", close);
+    upstream.on("error", close);
+  });
+  await new Promise<void>((resolve) => server.listen(0, hostAddress, resolve));
+  return { port: (server.address() as AddressInfo).port, close: () => server.close() };
+}
+
+describe("Helm chart, installed on the real node", () => {
+  const release = `real-${Date.now().toString(36)}`;
+  let system = "";
+  let tasks = "";
+  let relay: { port: number; close(): void } | undefined;
+  let peer: Server | undefined;
+  let requests = 0;
+  let peerUrl = "";
+  let values: Record<string, string> = {};
+  const fullname = `${release}-nightshift`;
+
+  beforeAll(async () => {
+    const node = realNode();
+    system = await createNamespace("helm-real-sys");
+    tasks = await createNamespace("helm-real-tasks");
+    for (const ns of [system, tasks]) {
+      routeToRealNode(ns);
+      kubectl(["label", "ns", ns, "pod-security.kubernetes.io/enforce=restricted"]);
+    }
+    relay = await apiServerRelay(node.hostAddress);
+    // The runs' peer: a webhook on the host, slow when asked, so a run can be in flight.
+    peer = createHttpServer((req, res) => {
+      requests++;
+      const delay = Number(new URL(req.url ?? "/", "http://x").searchParams.get("delay") ?? "0");
+      setTimeout(() => res.end("ok"), delay);
+    });
+    await new Promise<void>((resolve) => peer?.listen(0, "0.0.0.0", resolve));
+    peerUrl = forPods(`http://127.0.0.1:${(peer.address() as AddressInfo).port}`);
+    kubectl([
+      "label",
+      "crd",
+      "backgroundtasks.nightshift.dev",
+      "--overwrite",
+      "app.kubernetes.io/managed-by=Helm",
+    ]);
+    kubectl([
+      "annotate",
+      "crd",
+      "backgroundtasks.nightshift.dev",
+      "--overwrite",
+      `meta.helm.sh/release-name=${release}`,
+      `meta.helm.sh/release-namespace=${system}`,
+    ]);
+    values = {
+      watchNamespaces: `{${tasks}}`,
+      "image.repository": OPERATOR_IMAGE.split(":")[0] as string,
+      "image.tag": OPERATOR_IMAGE.split(":")[1] as string,
+      "image.pullPolicy": "Never",
+      "runner.image.repository": RUNNER_IMAGE.split(":")[0] as string,
+      "runner.image.tag": RUNNER_IMAGE.split(":")[1] as string,
+      "runner.image.pullPolicy": "Never",
+      "hostAliases[0].ip": node.hostAddress,
+      "hostAliases[0].hostnames": "{kubernetes.default.svc}",
+      "extraEnv[0].name": "KUBERNETES_SERVICE_HOST",
+      "extraEnv[0].value": "kubernetes.default.svc",
+      "extraEnv[1].name": "KUBERNETES_SERVICE_PORT",
+      "extraEnv[1].value": String(relay.port),
+    };
+    helm(["install", release, CHART, "-n", system, "--wait", "--timeout=8m", ...setFlags(values)]);
+  });
+
+  afterAll(async () => {
+    helmResult(["uninstall", release, "-n", system, "--wait", "--timeout=3m"]);
+    relay?.close();
+    peer?.close();
+  });
+
+  afterEach((context) => {
+    if (context.task.result?.state === "fail")
+      console.log(
+        kubectlResult([
+          "logs",
+          "-n",
+          system,
+          "-l",
+          "app.kubernetes.io/component=operator",
+          "--tail=60",
+        ]).output,
+      );
+  });
+
+  it("runs two operator replicas that become Ready, one leading, and passes helm test", async () => {
+    const deployment = getJson(["deployment", fullname, "-n", system]);
+    expect(deployment?.status?.readyReplicas).toBe(2);
+    const lease = await eventually(
+      () => getJson(["lease", "nightshift-operator", "-n", system])?.spec.holderIdentity,
+      { what: "a leader", timeoutMs: 60_000 },
+    );
+    expect(lease).toMatch(new RegExp(`^${fullname}-`));
+    const test = helmResult(["test", release, "-n", system, "--timeout=5m"]);
+    expect(test).toMatchObject({ ok: true });
+    expect(test.output).toMatch(/Phase:\s+Succeeded/);
+  });
+
+  it("reconciles a task whose runs really execute; an upgrade mid-run counts that run once", async () => {
+    await readyTask(tasks, "ping", { params: { url: `${peerUrl}/?delay=0` } });
+    kubectl(["annotate", "--overwrite", "bgt", "ping", "-n", tasks, "nightshift.dev/run-now=1"]);
+    await waitForStatus(tasks, "ping", "the first run", (s) => s.runs?.succeeded === 1, 180_000);
+    expect(requests).toBe(1);
+
+    // A run in flight (20 s) while `helm upgrade` rolls both operator pods.
+    kubectl([
+      "patch",
+      "bgt",
+      "ping",
+      "-n",
+      tasks,
+      "--type=merge",
+      "-p",
+      JSON.stringify({ spec: { params: { url: `${peerUrl}/?delay=20000` } } }),
+    ]);
+    await waitForCondition(tasks, "ping", "Ready", "True");
+    kubectl(["annotate", "--overwrite", "bgt", "ping", "-n", tasks, "nightshift.dev/run-now=2"]);
+    await eventually(() => (requests === 2 ? true : undefined), {
+      what: "the second run calling the peer",
+      timeoutMs: 120_000,
+    });
+    const before = getJson(["deployment", fullname, "-n", system]);
+    helm([
+      "upgrade",
+      release,
+      CHART,
+      "-n",
+      system,
+      "--wait",
+      "--timeout=8m",
+      ...setFlags({ ...values, "operator.logLevel": "debug", "operator.workers": "2" }),
+    ]);
+    const after = getJson(["deployment", fullname, "-n", system]);
+    expect(after?.metadata.generation).toBeGreaterThan(before?.metadata.generation);
+    const pods = JSON.parse(
+      kubectl([
+        "get",
+        "pods",
+        "-n",
+        system,
+        "-l",
+        "app.kubernetes.io/component=operator",
+        "-o",
+        "json",
+      ]),
+    ).items as Obj[];
+    expect(
+      pods.every((p) =>
+        p.spec.containers[0].env.some(
+          (e: { name: string; value?: string }) => e.name === "LOG_LEVEL" && e.value === "debug",
+        ),
+      ),
+    ).toBe(true);
+    const status = (
+      await waitForStatus(
+        tasks,
+        "ping",
+        "the in-flight run recorded",
+        (s) => s.runs?.total >= 2,
+        180_000,
+      )
+    ).status;
+    expect(status?.runs).toMatchObject({ total: 2, succeeded: 2 });
+    // Counted once: a third run brings the total to exactly three.
+    kubectl([
+      "patch",
+      "bgt",
+      "ping",
+      "-n",
+      tasks,
+      "--type=merge",
+      "-p",
+      JSON.stringify({ spec: { params: { url: `${peerUrl}/?delay=0` } } }),
+    ]);
+    kubectl(["annotate", "--overwrite", "bgt", "ping", "-n", tasks, "nightshift.dev/run-now=3"]);
+    const third = await waitForStatus(
+      tasks,
+      "ping",
+      "the third run",
+      (s) => s.runs?.total >= 3,
+      180_000,
+    );
+    expect(third.status?.runs).toMatchObject({ total: 3, succeeded: 3 });
+    expect(requests).toBe(3);
+  });
+
+  it("uninstalls everything but the CRD; the hook releases run Jobs still held", async () => {
+    // A run still going when the operator goes away.
+    kubectl([
+      "patch",
+      "bgt",
+      "ping",
+      "-n",
+      tasks,
+      "--type=merge",
+      "-p",
+      JSON.stringify({ spec: { params: { url: `${peerUrl}/?delay=60000` } } }),
+    ]);
+    await waitForCondition(tasks, "ping", "Ready", "True");
+    kubectl(["annotate", "--overwrite", "bgt", "ping", "-n", tasks, "nightshift.dev/run-now=4"]);
+    await eventually(
+      () =>
+        jobsOf(tasks, "ping").some(
+          (j) => !j.status?.completionTime && (j.metadata.finalizers ?? []).includes(RUN_FINALIZER),
+        )
+          ? true
+          : undefined,
+      { what: "a held run in flight", timeoutMs: 120_000 },
+    );
+    helm(["uninstall", release, "-n", system, "--wait", "--timeout=5m"]);
+    expect(
+      jobsOf(tasks, "ping").filter((j) => (j.metadata.finalizers ?? []).includes(RUN_FINALIZER)),
+    ).toEqual([]);
+    // Pods of the deleted hook Job may take a moment to go.
+    await eventually(
+      () =>
+        kubectl([
+          "get",
+          "deployments,pods,services,serviceaccounts,roles,rolebindings,poddisruptionbudgets,configmaps,jobs",
+          "-A",
+          "-l",
+          `app.kubernetes.io/instance=${release}`,
+          "-o",
+          "name",
+        ]).trim() === ""
+          ? true
+          : undefined,
+      { what: "nothing of the release left", timeoutMs: 120_000 },
+    );
+    expect(getJson(["crd", "backgroundtasks.nightshift.dev"])).toBeDefined();
+  });
+});

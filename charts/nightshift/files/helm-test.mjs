@@ -1,4 +1,4 @@
-// `helm test`: the operator answers on its metrics Service, and a throwaway
+// `helm test`: every operator pod answers on its metrics port, and a throwaway
 // BackgroundTask becomes Ready (its CronJob exists). Plain Node, no packages:
 // it runs in the operator image with the test ServiceAccount's token.
 import { readFileSync } from "node:fs";
@@ -38,9 +38,18 @@ async function until(what, check) {
 }
 
 try {
-  if (process.env.METRICS_URL) {
-    await until("the operator's /healthz", async () => (await fetch(`${process.env.METRICS_URL}/healthz`)).ok);
-    console.log(`operator answers at ${process.env.METRICS_URL}`);
+  // Every operator pod answers /healthz; METRICS_URL (when set) replaces the pod lookup.
+  const urls = process.env.METRICS_URL
+    ? [process.env.METRICS_URL]
+    : await until("running operator pods", async () => {
+        const selector = encodeURIComponent(process.env.OPERATOR_SELECTOR);
+        const pods = (await kube("GET", `/api/v1/namespaces/${process.env.RELEASE_NAMESPACE}/pods?labelSelector=${selector}`)).items;
+        const ips = pods.filter((p) => p.status?.podIP && !p.metadata.deletionTimestamp).map((p) => p.status.podIP);
+        return ips.length ? ips.map((ip) => `http://${ip}:${process.env.METRICS_PORT}`) : undefined;
+      });
+  for (const url of urls) {
+    await until(`${url}/healthz`, async () => (await fetch(`${url}/healthz`)).ok);
+    console.log(`operator answers at ${url}`);
   }
   await kube("POST", taskPath, {
     apiVersion: "nightshift.dev/v1alpha1",

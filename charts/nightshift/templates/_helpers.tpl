@@ -28,6 +28,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end }}
 
+{{/* The same as a label selector string. */}}
+{{- define "nightshift.selector" -}}
+{{- printf "app.kubernetes.io/name=%s,app.kubernetes.io/instance=%s,app.kubernetes.io/component=operator" (include "nightshift.name" .) .Release.Name }}
+{{- end }}
+
 {{/* Labels on every object of the release, but the component. */}}
 {{- define "nightshift.releaseLabels" -}}
 helm.sh/chart: {{ include "nightshift.chart" . }}
