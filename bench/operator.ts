@@ -122,7 +122,7 @@ const settings = {
 let t0 = Date.now();
 await pool(layout("baseline"), WORKERS, async ({ ns, name }) => {
   const created = await client.create<BackgroundTaskObject>(tasksPath(ns), taskManifest(ns, name));
-  const validation = validateTask(created, { exists: () => true });
+  const validation = validateTask(created, { exists: () => true, imageAllowed: () => true });
   if (!validation.valid) throw new Error(validation.message);
   const cronJob = desiredCronJob(created, validation, settings);
   const live = await client.apply<LiveCronJob>(

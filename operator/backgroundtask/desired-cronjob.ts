@@ -162,7 +162,11 @@ export function desiredCronJob(
       },
       spec: {
         restartPolicy: "Never",
-        ...(spec.serviceAccountName ? { serviceAccountName: spec.serviceAccountName } : {}),
+        // Runs get an API token only from a service account the task names; the
+        // namespace's default account is never handed to a run implicitly.
+        ...(spec.serviceAccountName
+          ? { serviceAccountName: spec.serviceAccountName }
+          : { automountServiceAccountToken: false }),
         ...(priorityClassName ? { priorityClassName } : {}),
         // Pod Security "restricted": non-root, RuntimeDefault seccomp; the group
         // owns mounted volumes, so the non-root runner can write to them.

@@ -32,6 +32,15 @@ build_family() { # family package...
       local stamp="-X $v.gitVersion=$k8s_version -X $v.gitMajor=1 -X $v.gitMinor=35 -X $v.gitTreeState=clean -X $v.buildDate=1970-01-01T00:00:00Z"
       stamp="$stamp -X $cv.gitVersion=$k8s_version -X $cv.gitMajor=1 -X $cv.gitMinor=35 -X $cv.gitTreeState=clean"
       ldflags="$ldflags $stamp"
+    elif [ "$family" = helm ]; then
+      # As helm's Makefile does: its version, and the Kubernetes version of its client-go
+      # (the default for `helm template`/`helm lint`, checked against Chart.yaml's kubeVersion).
+      local hv kv
+      hv="$(grep -oE 'helm.sh/helm/v3 v[0-9.]+' "$dir/go.mod" | cut -d' ' -f2)"
+      kv="$(grep -oE 'k8s.io/client-go v[0-9.]+' "$dir/go.mod" | cut -d. -f3)"
+      ldflags="$ldflags -X helm.sh/helm/v3/internal/version.version=$hv -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+      ldflags="$ldflags -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$kv"
+      ldflags="$ldflags -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$kv"
     fi
     (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -tags "$tags" -trimpath -ldflags "$ldflags" -o "$out/" "$@")
     touch "$out/.complete"
@@ -46,4 +55,5 @@ build_family kwok sigs.k8s.io/kwok/cmd/kwok
 # The real node's runtime (runc comes from the distribution: see .ci/run).
 build_family containerd github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 github.com/containerd/containerd/v2/cmd/ctr
 build_family node-tools github.com/containernetworking/plugins/plugins/ipam/host-local github.com/containernetworking/plugins/plugins/main/bridge github.com/containernetworking/plugins/plugins/main/loopback ./pause ./testbox
+build_family helm helm.sh/helm/v3/cmd/helm
 echo "$bin"

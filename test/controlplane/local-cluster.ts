@@ -12,8 +12,8 @@ import { RealNode, realNodeUnavailable } from "./real-node.ts";
 const execFileAsync = promisify(execFile);
 const buildScript = fileURLToPath(new URL("../../scripts/images/build.ts", import.meta.url));
 
-/** Images a real node gets: the sandbox image, the task runner, the custom-task test image. */
-export const NODE_IMAGES = ["pause", "task-runner", "testbox"] as const;
+/** Images a real node gets: the sandbox image, the task runner, the custom-task test image, the operator (the chart's e2e). */
+export const NODE_IMAGES = ["pause", "task-runner", "testbox", "operator"] as const;
 
 export interface LocalCluster {
   controlPlane: ControlPlane;
