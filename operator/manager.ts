@@ -10,6 +10,7 @@ import {
   JOBS_BY_TASK,
   PODS_BY_JOB,
 } from "./backgroundtask/reconciler.ts";
+import { RunMetrics } from "./backgroundtask/run-metrics.ts";
 import type { OperatorConfig } from "./config.ts";
 import { Controller } from "./runtime/controller.ts";
 import { EventRecorder } from "./runtime/events.ts";
@@ -161,6 +162,7 @@ export class Manager {
       log: log.child({ controller: CONTROLLER_NAME }),
       trackReferences: (taskKey, namespace, references) =>
         this.trackReferences(taskKey, namespace, references),
+      runMetrics: new RunMetrics(this.metrics.registry),
     });
     this.controller = new Controller(
       CONTROLLER_NAME,

@@ -41,6 +41,7 @@ import {
 } from "./labels.ts";
 import { planRetry } from "./retry.ts";
 import { type CronJobTemplateSource, type RunKind, runJob, runJobName } from "./run-jobs.ts";
+import { circuitTransition, type RunMetrics } from "./run-metrics.ts";
 import {
   awaitingPods,
   type FinishedRun,
@@ -75,6 +76,7 @@ export interface ReconcilerDeps {
   trackReferences: (taskKey: string, namespace: string, references: string[]) => void;
   now?: () => Date;
   random?: () => number;
+  runMetrics?: RunMetrics;
 }
 
 const MAX_REQUEUE_MS = 6 * 3_600_000;
@@ -91,6 +93,7 @@ export class BackgroundTaskReconciler {
     const cached = tasks.get(key);
     const jobs = this.deps.jobs.byIndex(JOBS_BY_TASK, key) as unknown as RunJob[];
     if (!cached || cached.metadata.deletionTimestamp) {
+      this.deps.runMetrics?.forget(key.split("/")[0] ?? "", key.split("/")[1] ?? "");
       // The task is gone: its runs can no longer be recorded anywhere, so let them go.
       await Promise.all(
         jobs
@@ -307,6 +310,8 @@ export class BackgroundTaskReconciler {
       const recorded = marked || recordedUids.has(job.metadata.uid);
       if (recorded && (!marked || hasFinalizer(job))) await this.releaseJob(namespace, job, true);
     }
+    for (const run of accounting.recorded)
+      this.deps.runMetrics?.observeRunFinished(namespace, name, run);
     for (const run of accounting.failures) {
       const code = run.exitCode !== undefined ? ` with exit code ${run.exitCode}` : "";
       events.warning(
@@ -325,7 +330,11 @@ export class BackgroundTaskReconciler {
       );
     for (const s of started)
       events.normal(target, "RunStarted", `Started ${s.kind} run ${s.name}`, "Run");
+    for (const s of started)
+      if (s.kind === "retry") this.deps.runMetrics?.retryStarted(namespace, name);
     const circuitNow = status.circuit;
+    const circuitMoved = circuitTransition(circuitBefore, circuitNow);
+    if (circuitMoved) this.deps.runMetrics?.circuitTransition(namespace, name, circuitMoved);
     if (
       circuitNow?.state === "Open" &&
       (circuitBefore?.state !== "Open" || circuitBefore.openedAt !== circuitNow.openedAt)
