@@ -172,6 +172,10 @@ export class Manager {
       this.metrics,
     );
     this.metrics.watchRequests(client.requestCounts);
+    // Like controller-runtime: error and result counters exist at 0 from the start, so rate() has data.
+    this.metrics.reconcileErrors.inc({ controller: CONTROLLER_NAME }, 0);
+    for (const result of ["success", "error", "requeue_after"])
+      this.metrics.reconcileTotal.inc({ controller: CONTROLLER_NAME, result }, 0);
 
     const enqueue = (key: string | undefined) => key && this.controller.enqueue(key);
     for (const informer of this.tasks) {

@@ -37,4 +37,6 @@ build_family() { # family package...
 build_family etcd .
 build_family kubernetes k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
 build_family kwok sigs.k8s.io/kwok/cmd/kwok
+build_family kube-state-metrics k8s.io/kube-state-metrics/v2
+build_family dashboard-linter github.com/grafana/dashboard-linter
 echo "$bin"
