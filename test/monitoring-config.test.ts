@@ -8,7 +8,10 @@ import { KSM_CONFIG, KSM_LABELS_ALLOWLIST } from "./controlplane/monitoring.ts";
 
 it("ships the kube-state-metrics chart values with the tested config, RBAC and label allowlist", () => {
   const values = parse(
-    readFileSync(fileURLToPath(new URL("../docs/kube-state-metrics-values.yaml", import.meta.url)), "utf8"),
+    readFileSync(
+      fileURLToPath(new URL("../docs/kube-state-metrics-values.yaml", import.meta.url)),
+      "utf8",
+    ),
   );
   expect(values.customResourceState).toEqual({
     enabled: true,

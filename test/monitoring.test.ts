@@ -39,7 +39,11 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
   let monitoring: Monitoring;
 
   /** Waits until the PromQL expression returns exactly one sample with the expected value. */
-  const expectValue = (expr: string, expected: number | ((v: number) => boolean), timeoutMs = 90_000) =>
+  const expectValue = (
+    expr: string,
+    expected: number | ((v: number) => boolean),
+    timeoutMs = 90_000,
+  ) =>
     eventually(
       async () => {
         const result = await monitoring.query(expr);
@@ -83,7 +87,13 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
     const runs = async (name: string, exitCodes: number[], duration?: string) => {
       for (const [i, exitCode] of exitCodes.entries()) {
         startScheduledRun(ns, name, `${name}-${i + 1}`, { exitCode, duration });
-        await waitForStatus(ns, name, `run ${i + 1} recorded`, (s) => s.runs?.total >= i + 1, 60_000);
+        await waitForStatus(
+          ns,
+          name,
+          `run ${i + 1} recorded`,
+          (s) => s.runs?.total >= i + 1,
+          60_000,
+        );
       }
     };
     await Promise.all([
@@ -94,7 +104,13 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
     ]);
     await waitForStatus(ns, "broken", "circuit open", (s) => s.circuit?.state === "Open");
     await waitForStatus(ns, "retrying", "retry run recorded", (s) => s.runs?.total === 2, 60_000);
-    await waitForStatus(ns, "minutely", "a scheduled run recorded", (s) => s.runs?.total >= 1, 150_000);
+    await waitForStatus(
+      ns,
+      "minutely",
+      "a scheduled run recorded",
+      (s) => s.runs?.total >= 1,
+      150_000,
+    );
   });
 
   afterAll(async () => {
@@ -107,7 +123,9 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
       async () => {
         const targets = await monitoring.targets();
         const healthy = new Set(targets.filter((t) => t.health === "up").map((t) => t.job));
-        return healthy.has("kube-state-metrics") && healthy.has("nightshift-operator") ? true : undefined;
+        return healthy.has("kube-state-metrics") && healthy.has("nightshift-operator")
+          ? true
+          : undefined;
       },
       { what: "both scrape targets up", timeoutMs: 60_000 },
     );
@@ -123,7 +141,9 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
       "nightshift.backgroundtasks",
       "nightshift.operator",
     ]);
-    expect(monitoring.logs("kube-state-metrics")).not.toMatch(/failed to compile|unknown metric type/i);
+    expect(monitoring.logs("kube-state-metrics")).not.toMatch(
+      /failed to compile|unknown metric type/i,
+    );
   });
 
   it("exposes each task's status through kube-state-metrics", async () => {
@@ -135,46 +155,91 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
     await expectValue(`nightshift_backgroundtask_runs_total{${t("steady")}}`, 2);
     await expectValue(`nightshift_backgroundtask_runs_succeeded_total{${t("steady")}}`, 2);
     await expectValue(`nightshift_backgroundtask_runs_failed_total{${t("steady")}}`, 0);
-    await expectValue(`nightshift_backgroundtask_last_run_duration_seconds{${t("steady")},outcome="Succeeded"}`, (v) => v >= 2);
-    await expectValue(`nightshift_backgroundtask_last_run_exit_code{${t("steady")},outcome="Succeeded"}`, 0);
+    await expectValue(
+      `nightshift_backgroundtask_last_run_duration_seconds{${t("steady")},outcome="Succeeded"}`,
+      (v) => v >= 2,
+    );
+    await expectValue(
+      `nightshift_backgroundtask_last_run_exit_code{${t("steady")},outcome="Succeeded"}`,
+      0,
+    );
     await expectValue(`nightshift_backgroundtask_phase{${t("steady")},phase="Ready"}`, 1);
     await expectValue(`nightshift_backgroundtask_suspended{${t("steady")}}`, 0);
     await expectValue(`nightshift_backgroundtask_status_condition{${t("steady")},type="Ready"}`, 1);
-    await expectValue(`nightshift_backgroundtask_status_condition{${t("steady")},type="Suspended"}`, 0);
+    await expectValue(
+      `nightshift_backgroundtask_status_condition{${t("steady")},type="Suspended"}`,
+      0,
+    );
     await expectValue(
       `nightshift_backgroundtask_metadata_generation{${t("steady")}} - nightshift_backgroundtask_status_observed_generation{${t("steady")}}`,
       0,
     );
     const now = Date.now() / 1000;
-    await expectValue(`nightshift_backgroundtask_last_success_timestamp_seconds{${t("steady")}}`, (v) => Math.abs(now - v) < 600);
-    await expectValue(`nightshift_backgroundtask_last_schedule_timestamp_seconds{${t("minutely")}}`, (v) => Math.abs(now - v) < 600);
-    await expectValue(`nightshift_backgroundtask_created_timestamp_seconds{${t("steady")}}`, (v) => Math.abs(now - v) < 900);
-    await expectValue(`nightshift_backgroundtask_next_schedule_timestamp_seconds{${t("minutely")}} - time()`, (v) => v > -5 && v <= 65);
+    await expectValue(
+      `nightshift_backgroundtask_last_success_timestamp_seconds{${t("steady")}}`,
+      (v) => Math.abs(now - v) < 600,
+    );
+    await expectValue(
+      `nightshift_backgroundtask_last_schedule_timestamp_seconds{${t("minutely")}}`,
+      (v) => Math.abs(now - v) < 600,
+    );
+    await expectValue(
+      `nightshift_backgroundtask_created_timestamp_seconds{${t("steady")}}`,
+      (v) => Math.abs(now - v) < 900,
+    );
+    await expectValue(
+      `nightshift_backgroundtask_next_schedule_timestamp_seconds{${t("minutely")}} - time()`,
+      (v) => v > -5 && v <= 65,
+    );
 
     await expectValue(`nightshift_backgroundtask_runs_failed_total{${t("flaky")}}`, 3);
     await expectValue(`nightshift_backgroundtask_consecutive_failures{${t("flaky")}}`, 3);
-    await expectValue(`nightshift_backgroundtask_last_run_exit_code{${t("flaky")},outcome="Failed",reason="BackoffLimitExceeded"}`, 75);
-    await expectValue(`nightshift_backgroundtask_last_failure_timestamp_seconds{${t("flaky")}}`, (v) => Math.abs(now - v) < 600);
+    await expectValue(
+      `nightshift_backgroundtask_last_run_exit_code{${t("flaky")},outcome="Failed",reason="BackoffLimitExceeded"}`,
+      75,
+    );
+    await expectValue(
+      `nightshift_backgroundtask_last_failure_timestamp_seconds{${t("flaky")}}`,
+      (v) => Math.abs(now - v) < 600,
+    );
     await expectValue(`nightshift_backgroundtask_phase{${t("flaky")},phase="Failing"}`, 1);
 
     await expectValue(`nightshift_backgroundtask_circuit_state{${t("broken")},state="Open"}`, 1);
     await expectValue(`nightshift_backgroundtask_circuit_state{${t("broken")},state="Closed"}`, 0);
-    await expectValue(`nightshift_backgroundtask_status_condition{${t("broken")},type="CircuitOpen"}`, 1);
+    await expectValue(
+      `nightshift_backgroundtask_status_condition{${t("broken")},type="CircuitOpen"}`,
+      1,
+    );
     await expectValue(`nightshift_backgroundtask_phase{${t("broken")},phase="CircuitOpen"}`, 1);
-    await expectValue(`nightshift_backgroundtask_last_run_exit_code{${t("broken")},reason="PodFailurePolicy"}`, 65);
+    await expectValue(
+      `nightshift_backgroundtask_last_run_exit_code{${t("broken")},reason="PodFailurePolicy"}`,
+      65,
+    );
 
     await expectValue(`nightshift_backgroundtask_runs_succeeded_total{${t("retrying")}}`, 1);
     await expectValue(`nightshift_backgroundtask_consecutive_failures{${t("retrying")}}`, 0);
 
-    await expectValue(`nightshift_backgroundtask_status_condition{${t("invalid")},type="SpecValid",reason="UnknownTask"}`, 0);
+    await expectValue(
+      `nightshift_backgroundtask_status_condition{${t("invalid")},type="SpecValid",reason="UnknownTask"}`,
+      0,
+    );
     await expectValue(`nightshift_backgroundtask_phase{${t("invalid")},phase="Invalid"}`, 1);
   });
 
   it("exposes the operator's run metrics", async () => {
     const t = (name: string) => `namespace="${ns}",backgroundtask="${name}"`;
-    await expectValue(`nightshift_runs_total{${t("steady")},outcome="Succeeded",reason="Completed"}`, 2);
-    await expectValue(`nightshift_runs_total{${t("flaky")},outcome="Failed",reason="BackoffLimitExceeded"}`, 3);
-    await expectValue(`nightshift_runs_total{${t("broken")},outcome="Failed",reason="PodFailurePolicy"}`, 2);
+    await expectValue(
+      `nightshift_runs_total{${t("steady")},outcome="Succeeded",reason="Completed"}`,
+      2,
+    );
+    await expectValue(
+      `nightshift_runs_total{${t("flaky")},outcome="Failed",reason="BackoffLimitExceeded"}`,
+      3,
+    );
+    await expectValue(
+      `nightshift_runs_total{${t("broken")},outcome="Failed",reason="PodFailurePolicy"}`,
+      2,
+    );
     await expectValue(`nightshift_run_duration_seconds_count{${t("steady")}}`, 2);
     await expectValue(`nightshift_run_duration_seconds_bucket{${t("steady")},le="1"}`, 0);
     await expectValue(`nightshift_retries_started_total{${t("retrying")}}`, 1);
@@ -185,12 +250,18 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
   });
 
   it("joins run pods and CronJobs to their task", async () => {
-    await expectValue(`count(nightshift:pod_backgroundtask:info{namespace="${ns}",backgroundtask="steady"})`, 2);
+    await expectValue(
+      `count(nightshift:pod_backgroundtask:info{namespace="${ns}",backgroundtask="steady"})`,
+      2,
+    );
     await expectValue(
       `sum(kube_pod_container_resource_requests{namespace="${ns}",resource="cpu"} * on (namespace, pod) group_left (backgroundtask) nightshift:pod_backgroundtask:info{backgroundtask="steady"})`,
       0.2,
     );
-    await expectValue(`nightshift:backgroundtask_schedule_interval_seconds{namespace="${ns}",backgroundtask="minutely"}`, 60);
+    await expectValue(
+      `nightshift:backgroundtask_schedule_interval_seconds{namespace="${ns}",backgroundtask="minutely"}`,
+      60,
+    );
   });
 
   it("fires the alerts of failing, circuit-open and invalid tasks, and none for healthy ones", async () => {
@@ -199,7 +270,9 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
         const alerts = (await monitoring.alerts()).filter(
           (a) => a.state === "firing" && a.labels.namespace === ns,
         );
-        const names = new Set(alerts.map((a) => `${a.labels.alertname}/${a.labels.backgroundtask}`));
+        const names = new Set(
+          alerts.map((a) => `${a.labels.alertname}/${a.labels.backgroundtask}`),
+        );
         return names.has("BackgroundTaskFailing/flaky") &&
           names.has("BackgroundTaskCircuitOpen/broken") &&
           names.has("BackgroundTaskSpecInvalid/invalid")
@@ -211,7 +284,9 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
     const failing = firing.find((a) => a.labels.alertname === "BackgroundTaskFailing");
     expect(failing?.labels.severity).toBe("warning");
     expect(failing?.annotations.summary).toBe(`BackgroundTask ${ns}/flaky keeps failing`);
-    expect(failing?.annotations.description).toBe(`The last 3 runs of BackgroundTask ${ns}/flaky failed.`);
+    expect(failing?.annotations.description).toBe(
+      `The last 3 runs of BackgroundTask ${ns}/flaky failed.`,
+    );
     const healthy = firing.filter((a) =>
       ["steady", "retrying", "minutely"].includes(a.labels.backgroundtask ?? ""),
     );
@@ -239,7 +314,12 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
       },
       { what: "every dashboard query to return data", timeoutMs: 90_000, intervalMs: 2000 },
     ).catch(async (error) => {
-      throw new Error(`${String(error)}\n${await describeEmpty(targets.filter((t) => !KUBELET_ONLY.test(t.expr)), substitute)}`);
+      throw new Error(
+        `${String(error)}\n${await describeEmpty(
+          targets.filter((t) => !KUBELET_ONLY.test(t.expr)),
+          substitute,
+        )}`,
+      );
     });
     expect(empty).toEqual([]);
     // Only the two cAdvisor series need a kubelet; the panels showing them also show KSM's requests.
@@ -248,12 +328,17 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
     for (const variable of variables) {
       const match = /^label_values\((.*), (\w+)\)$/.exec(variable);
       expect(match, variable).not.toBeNull();
-      const result = await monitoring.query(`group by (${match?.[2]}) (${substitute(match?.[1] ?? "")})`);
+      const result = await monitoring.query(
+        `group by (${match?.[2]}) (${substitute(match?.[1] ?? "")})`,
+      );
       expect(result.length, variable).toBeGreaterThan(0);
     }
   });
 
-  async function describeEmpty(targets: DashboardTarget[], substitute: (e: string) => string): Promise<string> {
+  async function describeEmpty(
+    targets: DashboardTarget[],
+    substitute: (e: string) => string,
+  ): Promise<string> {
     const lines: string[] = [];
     for (const target of targets)
       if ((await monitoring.query(substitute(target.expr))).length === 0)

@@ -16,7 +16,8 @@ export const RULES_FILE = join(chartFiles, "prometheus-rules.yaml");
 export const DASHBOARD_FILE = join(chartFiles, "dashboards", "nightshift.json");
 
 /** Labels of run pods and Jobs that kube-state-metrics copies into kube_pod_labels/kube_job_labels. */
-export const KSM_LABELS_ALLOWLIST = "pods=[nightshift.dev/task,nightshift.dev/task-type],jobs=[nightshift.dev/task]";
+export const KSM_LABELS_ALLOWLIST =
+  "pods=[nightshift.dev/task,nightshift.dev/task-type],jobs=[nightshift.dev/task]";
 
 export interface MonitoringOptions {
   kubeconfigPath: string;
@@ -119,7 +120,9 @@ export class Monitoring {
             {
               job_name: "nightshift-operator",
               honor_labels: true,
-              file_sd_configs: [{ files: [join(workDir, "operators.json")], refresh_interval: "1s" }],
+              file_sd_configs: [
+                { files: [join(workDir, "operators.json")], refresh_interval: "1s" },
+              ],
             },
             ...(options.kubelets?.length
               ? [
@@ -181,7 +184,10 @@ export class Monitoring {
     const body = (await res.json()) as {
       status: string;
       error?: string;
-      data?: { resultType: string; result: Array<{ metric: Record<string, string>; value: [number, string] }> };
+      data?: {
+        resultType: string;
+        result: Array<{ metric: Record<string, string>; value: [number, string] }>;
+      };
     };
     if (body.status !== "success") throw new Error(`query ${expr} failed: ${body.error}`);
     const result = body.data?.result ?? [];
@@ -193,24 +199,40 @@ export class Monitoring {
   }
 
   /** Alerts as Prometheus reports them (pending and firing). */
-  async alerts(): Promise<Array<{ labels: Record<string, string>; state: string; annotations: Record<string, string> }>> {
+  async alerts(): Promise<
+    Array<{ labels: Record<string, string>; state: string; annotations: Record<string, string> }>
+  > {
     const res = await fetch(`${this.prometheusUrl}/api/v1/alerts`);
     const body = (await res.json()) as { data: { alerts: never[] } };
     return body.data.alerts;
   }
 
   /** Rule groups Prometheus loaded, with each rule's health. */
-  async rules(): Promise<Array<{ name: string; rules: Array<{ name: string; health: string; type: string; lastError?: string }> }>> {
+  async rules(): Promise<
+    Array<{
+      name: string;
+      rules: Array<{ name: string; health: string; type: string; lastError?: string }>;
+    }>
+  > {
     const res = await fetch(`${this.prometheusUrl}/api/v1/rules`);
     const body = (await res.json()) as { data: { groups: never[] } };
     return body.data.groups;
   }
 
   /** Scrape targets and their health. */
-  async targets(): Promise<Array<{ job: string; health: string; lastError: string; scrapeUrl: string }>> {
+  async targets(): Promise<
+    Array<{ job: string; health: string; lastError: string; scrapeUrl: string }>
+  > {
     const res = await fetch(`${this.prometheusUrl}/api/v1/targets`);
     const body = (await res.json()) as {
-      data: { activeTargets: Array<{ labels: { job: string }; health: string; lastError: string; scrapeUrl: string }> };
+      data: {
+        activeTargets: Array<{
+          labels: { job: string };
+          health: string;
+          lastError: string;
+          scrapeUrl: string;
+        }>;
+      };
     };
     return body.data.activeTargets.map((t) => ({
       job: t.labels.job,
@@ -241,11 +263,20 @@ export class Monitoring {
     );
   }
 
-  private async waitFor(what: string, ready: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  private async waitFor(
+    what: string,
+    ready: () => Promise<boolean>,
+    timeoutMs = 60_000,
+  ): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
-      const dead = this.processes.find((p) => p.child.exitCode !== null || p.child.signalCode !== null);
-      if (dead) throw new Error(`${dead.name} exited while waiting for ${what}:\n${readTail(dead.logFile)}`);
+      const dead = this.processes.find(
+        (p) => p.child.exitCode !== null || p.child.signalCode !== null,
+      );
+      if (dead)
+        throw new Error(
+          `${dead.name} exited while waiting for ${what}:\n${readTail(dead.logFile)}`,
+        );
       if (await ready().catch(() => false)) return;
       await new Promise((resolve) => setTimeout(resolve, 200));
     }
@@ -266,6 +297,8 @@ export function findPrometheus(): string {
   try {
     return execFileSync("sh", ["-c", "command -v prometheus"], { encoding: "utf8" }).trim();
   } catch {
-    throw new Error("prometheus is not installed: apt-get install prometheus (Debian) provides it and promtool");
+    throw new Error(
+      "prometheus is not installed: apt-get install prometheus (Debian) provides it and promtool",
+    );
   }
 }
