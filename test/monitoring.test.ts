@@ -136,11 +136,12 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
       },
       { what: "every rule evaluated without error", timeoutMs: 60_000 },
     );
-    expect(groups.map((g) => g.name)).toEqual([
-      "nightshift.recording",
+    expect(groups.map((g) => g.name).sort()).toEqual([
       "nightshift.backgroundtasks",
       "nightshift.operator",
+      "nightshift.recording",
     ]);
+    expect(groups.flatMap((g) => g.rules).length).toBe(16);
     expect(monitoring.logs("kube-state-metrics")).not.toMatch(
       /failed to compile|unknown metric type/i,
     );
