@@ -7,7 +7,7 @@ NODE := $(CURDIR)/node_modules/.bin/node
 CLUSTER_DIR := $(CURDIR)/.cluster
 KUBECONFIG_LOCAL := $(CLUSTER_DIR)/kubeconfig
 
-.PHONY: deps binaries typecheck lint format test cluster cluster-down demo run crds bench
+.PHONY: deps binaries typecheck lint format test cluster cluster-down demo run crds bench images dockerfiles
 
 node_modules/.deps-installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -54,6 +54,16 @@ demo: deps binaries
 run: deps binaries
 	PATH=$$(bash test/controlplane/build-binaries.sh):$$PATH kubectl apply --server-side -f crds/nightshift.dev_backgroundtasks.yaml
 	$(NODE) operator/main.ts --leader-elect=false $(ARGS)
+
+# The task-runner, operator, pause and testbox images as reproducible OCI
+# archives (no Docker, no registry), cached in ~/.cache/nightshift/images.
+# IMAGES_FLAGS=--force rebuilds them (to compare digests).
+images: deps binaries
+	$(NODE) scripts/images/build.ts $(IMAGES_FLAGS)
+
+# The Dockerfiles, rendered from the same image definitions.
+dockerfiles: deps
+	$(NODE) scripts/images/dockerfile.ts
 
 crds: deps
 	$(NODE) crds/generate.ts

@@ -2,6 +2,7 @@
 // TypeScript types and the operator's runtime validation all derive from it.
 import { z } from "zod";
 import { duration } from "./duration.ts";
+import { runPodFields, runPodRules } from "./run-pod.ts";
 
 export const GROUP = "nightshift.dev";
 export const VERSION = "v1alpha1";
@@ -285,6 +286,7 @@ export const backgroundTaskSpec = z
       .describe(
         "Labels and annotations for run pods, e.g. for sidecar injection or cost allocation.",
       ),
+    ...runPodFields,
   })
   .strict()
   .meta({
@@ -303,6 +305,7 @@ export const backgroundTaskSpec = z
         "spec.schedule is required for a container task",
         ".schedule",
       ),
+      ...runPodRules,
     ],
   });
 

@@ -10,6 +10,11 @@ export const CRD_PATH = fileURLToPath(
   new URL("./nightshift.dev_backgroundtasks.yaml", import.meta.url),
 );
 
+/** The chart carries the same CRD (charts/nightshift templates it); a test fails if they differ. */
+export const CHART_CRD_PATH = fileURLToPath(
+  new URL("../charts/nightshift/files/crds/nightshift.dev_backgroundtasks.yaml", import.meta.url),
+);
+
 type JsonSchema = { [key: string]: unknown };
 
 /** Makes zod's JSON Schema a structural CRD schema: no $schema, no additionalProperties beside properties or preserve-unknown-fields, no ±2^53 bounds zod adds to plain ints. */
@@ -155,6 +160,8 @@ export function crdYaml(): string {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
-  writeFileSync(CRD_PATH, crdYaml());
-  console.log(`wrote ${CRD_PATH}`);
+  for (const path of [CRD_PATH, CHART_CRD_PATH]) {
+    writeFileSync(path, crdYaml());
+    console.log(`wrote ${path}`);
+  }
 }

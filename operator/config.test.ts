@@ -11,6 +11,12 @@ describe("operator configuration", () => {
     expect(config.namespaces).toEqual(["a", "b"]);
     expect(config.leaderElect).toBe(false);
     expect(config.metricsAddress).toBe(":8080");
+    expect(config.allowedImagePrefixes).toEqual([]);
+    expect(
+      loadConfig([], {
+        NIGHTSHIFT_ALLOWED_IMAGE_PREFIXES: "registry.example/batch/, ghcr.io/acme/",
+      }).allowedImagePrefixes,
+    ).toEqual(["registry.example/batch/", "ghcr.io/acme/"]);
   });
 
   it("names the flag and variable of every bad setting", () => {

@@ -27,6 +27,18 @@ export const configSchema = z.object({
     .default("ghcr.io/nightshift-dev/task-runner:0.1.0")
     .describe("Image of the shared task runner."),
   runnerImagePullPolicy: z.enum(["Always", "IfNotPresent", "Never"]).default("IfNotPresent"),
+  allowedImagePrefixes: z
+    .string()
+    .default("")
+    .transform((v) =>
+      v
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean),
+    )
+    .describe(
+      "Image prefixes a custom task's spec.container.image may start with, comma-separated; empty allows only the runner image.",
+    ),
   workers: z.coerce.number().int().min(1).max(256).default(4).describe("Concurrent reconciles."),
   metricsAddress: z
     .string()
@@ -75,6 +87,7 @@ const ENV: Record<keyof OperatorConfig, string> = {
   namespaces: "NIGHTSHIFT_NAMESPACES",
   runnerImage: "NIGHTSHIFT_RUNNER_IMAGE",
   runnerImagePullPolicy: "NIGHTSHIFT_RUNNER_IMAGE_PULL_POLICY",
+  allowedImagePrefixes: "NIGHTSHIFT_ALLOWED_IMAGE_PREFIXES",
   workers: "NIGHTSHIFT_WORKERS",
   metricsAddress: "NIGHTSHIFT_METRICS_ADDRESS",
   leaderElect: "NIGHTSHIFT_LEADER_ELECT",
@@ -89,6 +102,7 @@ const FLAGS: Record<keyof OperatorConfig, string> = {
   namespaces: "namespaces",
   runnerImage: "runner-image",
   runnerImagePullPolicy: "runner-image-pull-policy",
+  allowedImagePrefixes: "allowed-image-prefixes",
   workers: "workers",
   metricsAddress: "metrics-address",
   leaderElect: "leader-elect",

@@ -1,10 +1,13 @@
-// Wires the operator together: informers (tasks, their CronJobs and Jobs,
-// metadata of Secrets and ConfigMaps), event → key mapping, the controller,
-// leader election, events, and the health/metrics server.
+// Wires the operator together: informers (tasks, their CronJobs, Jobs and
+// pods), event → key mapping, the controller, leader election, events, and
+// the health/metrics server. The operator never watches Secrets or
+// ConfigMaps: a missing reference is learnt from the run pod that needs it.
 import type { Server } from "node:http";
 import type { Logger } from "pino";
 import { API_VERSION, PLURAL } from "../crds/backgroundtask.ts";
-import { MANAGED_SELECTOR, ownerTaskKey } from "./backgroundtask/labels.ts";
+import { imageAllowed } from "./backgroundtask/image-policy.ts";
+import { MANAGED_SELECTOR, ownerTaskKey, TASK_NAME_ANNOTATION } from "./backgroundtask/labels.ts";
+import { CONFIG_ERROR_REASON, missingReferencesOf } from "./backgroundtask/pod-config-errors.ts";
 import {
   BackgroundTaskReconciler,
   JOBS_BY_TASK,
@@ -21,6 +24,8 @@ import { LeaderElector } from "./runtime/leader-election.ts";
 import { OperatorMetrics } from "./runtime/metrics.ts";
 
 const CONTROLLER_NAME = "backgroundtask";
+/** Index of run pods by the reference they report missing: "Secret/namespace/name". */
+const PODS_BY_MISSING_REFERENCE = "missingReference";
 
 function collectionPath(prefix: string, resource: string, namespace?: string): string {
   return namespace ? `${prefix}/namespaces/${namespace}/${resource}` : `${prefix}/${resource}`;
@@ -31,12 +36,18 @@ function slimJob(job: KubeObject): KubeObject {
   return { metadata: job.metadata, status: job.status };
 }
 
-/** Pods are cached as just what run accounting reads: the runner container's termination. */
+/**
+ * Pods are cached as just what the operator reads: the runner container's
+ * termination, and a CreateContainerConfigError naming a missing reference.
+ */
 function slimPod(pod: KubeObject): KubeObject {
   const status = pod.status as
     | {
         phase?: string;
-        containerStatuses?: Array<{ name: string; state?: { terminated?: unknown } }>;
+        containerStatuses?: Array<{
+          name: string;
+          state?: { terminated?: unknown; waiting?: { reason?: string; message?: string } };
+        }>;
       }
     | undefined;
   const { name, namespace, uid, resourceVersion, labels, annotations, creationTimestamp } =
@@ -47,7 +58,11 @@ function slimPod(pod: KubeObject): KubeObject {
       phase: status?.phase,
       containerStatuses: status?.containerStatuses?.map((c) => ({
         name: c.name,
-        state: c.state?.terminated ? { terminated: c.state.terminated } : {},
+        state: c.state?.terminated
+          ? { terminated: c.state.terminated }
+          : c.state?.waiting?.reason === CONFIG_ERROR_REASON
+            ? { waiting: c.state.waiting }
+            : {},
       })),
     },
   };
@@ -59,8 +74,6 @@ export class Manager {
   readonly cronJobs: Informer<KubeObject>[] = [];
   readonly jobs: Informer<KubeObject>[] = [];
   readonly pods: Informer<KubeObject>[] = [];
-  readonly secrets: Informer<KubeObject>[] = [];
-  readonly configMaps: Informer<KubeObject>[] = [];
   readonly controller: Controller;
   private readonly elector?: LeaderElector;
   private server?: Server;
@@ -112,22 +125,6 @@ export class Manager {
           log: informerLog,
         }),
       );
-      this.secrets.push(
-        new Informer(client, {
-          name: `secrets/${where}`,
-          path: collectionPath("/api/v1", "secrets", ns),
-          metadataOnly: true,
-          log: informerLog,
-        }),
-      );
-      this.configMaps.push(
-        new Informer(client, {
-          name: `configmaps/${where}`,
-          path: collectionPath("/api/v1", "configmaps", ns),
-          metadataOnly: true,
-          log: informerLog,
-        }),
-      );
     }
     for (const informer of this.jobs)
       informer.addIndex(JOBS_BY_TASK, (job) => [ownerTaskKey(job) ?? ""].filter(Boolean));
@@ -138,6 +135,11 @@ export class Manager {
           pod.metadata.labels?.["job-name"];
         return job ? [`${pod.metadata.namespace}/${job}`] : [];
       });
+      informer.addIndex(PODS_BY_MISSING_REFERENCE, (pod) =>
+        missingReferencesOf(pod).map(
+          (ref) => `${ref.split("/")[0]}/${pod.metadata.namespace}/${ref.split("/")[1]}`,
+        ),
+      );
     }
     const events = new EventRecorder(
       client,
@@ -152,10 +154,16 @@ export class Manager {
       jobs: new InformerGroup(this.jobs),
       pods: new InformerGroup(this.pods),
       references: {
+        // Missing only while a run pod of this namespace waits on it; once the
+        // object exists the kubelet starts the container and the error clears.
         exists: (kind, namespace, name) =>
-          (kind === "Secret" ? this.secrets : this.configMaps).some(
-            (informer) => informer.get(`${namespace}/${name}`) !== undefined,
+          !this.pods.some(
+            (informer) =>
+              informer.byIndex(PODS_BY_MISSING_REFERENCE, `${kind}/${namespace}/${name}`).length >
+              0,
           ),
+        imageAllowed: (image) =>
+          imageAllowed(image, config.runnerImage, config.allowedImagePrefixes),
       },
       events,
       settings: config,
@@ -202,16 +210,26 @@ export class Manager {
         onDelete: (o) => enqueue(ownerTaskKey(o)),
       });
     }
-    for (const [kind, informers] of [
-      ["Secret", this.secrets],
-      ["ConfigMap", this.configMaps],
-    ] as const) {
-      for (const informer of informers) {
-        const requeueDependents = (o: KubeObject) => {
-          for (const key of this.referencedBy.get(`${kind}/${objectKey(o)}`) ?? []) enqueue(key);
-        };
-        informer.addHandlers({ onAdd: requeueDependents, onDelete: requeueDependents });
+    // A run pod starting or stopping to report a missing reference: its own task
+    // and every task reading the same reference are validated again.
+    const requeueConfigErrors = (pod: KubeObject, old?: KubeObject) => {
+      const now = missingReferencesOf(pod);
+      const before = old ? missingReferencesOf(old) : [];
+      if (now.join() === before.join()) return;
+      const taskName = pod.metadata.annotations?.[TASK_NAME_ANNOTATION];
+      if (taskName) enqueue(`${pod.metadata.namespace}/${taskName}`);
+      for (const ref of new Set([...now, ...before])) {
+        const [kind, name] = ref.split("/");
+        for (const key of this.referencedBy.get(`${kind}/${pod.metadata.namespace}/${name}`) ?? [])
+          enqueue(key);
       }
+    };
+    for (const informer of this.pods) {
+      informer.addHandlers({
+        onAdd: (pod) => requeueConfigErrors(pod),
+        onUpdate: (pod, old) => requeueConfigErrors(pod, old),
+        onDelete: (pod) => requeueConfigErrors(pod, undefined),
+      });
     }
 
     if (config.leaderElect) {
@@ -238,14 +256,7 @@ export class Manager {
   }
 
   private get allInformers(): Informer<KubeObject>[] {
-    return [
-      ...this.secrets,
-      ...this.configMaps,
-      ...this.pods,
-      ...this.cronJobs,
-      ...this.jobs,
-      ...this.tasks,
-    ];
+    return [...this.pods, ...this.cronJobs, ...this.jobs, ...this.tasks];
   }
 
   async start(): Promise<void> {

@@ -1,8 +1,9 @@
-// One real control plane per test run, shared by every suite; suites isolate
-// themselves by namespace.
+// One real control plane per test run, shared by every suite (suites isolate
+// themselves by namespace), with a real node where one can run, and one
+// PostgreSQL that pods on that node reach on the node's bridge address.
 import { fileURLToPath } from "node:url";
 import type { TestProject } from "vitest/node";
-import { ControlPlane, ensureBinaries } from "./controlplane/controlplane.ts";
+import { type LocalCluster, startLocalCluster } from "./controlplane/local-cluster.ts";
 import { type PostgresServer, startPostgres } from "./support/postgres.ts";
 
 declare module "vitest" {
@@ -10,17 +11,20 @@ declare module "vitest" {
     kubeconfigPath: string;
     binDir: string;
     postgresUrl: string;
+    /** The real node, or why there is none (one line). */
+    realNode: { nodeName: string; hostAddress: string } | { unavailable: string };
   }
 }
 
-let controlPlane: ControlPlane | undefined;
+let cluster: LocalCluster | undefined;
 let postgres: PostgresServer | undefined;
 
 export async function setup(project: TestProject): Promise<void> {
   const log = (line: string) => process.stderr.write(`[control plane] ${line}\n`);
-  const binDir = ensureBinaries(log);
-  controlPlane = new ControlPlane({ log });
-  await controlPlane.start();
+  const started = Date.now();
+  cluster = await startLocalCluster({ log });
+  const { controlPlane, node } = cluster;
+  log(`cluster ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   // Every suite works with BackgroundTasks: install the committed CRD once.
   controlPlane.kubectl([
     "apply",
@@ -35,11 +39,20 @@ export async function setup(project: TestProject): Promise<void> {
     "--timeout=60s",
   ]);
   project.provide("kubeconfigPath", controlPlane.kubeconfigPath);
-  project.provide("binDir", binDir);
-  postgres = await startPostgres(log);
+  project.provide("binDir", cluster.binDir);
+  project.provide(
+    "realNode",
+    node
+      ? { nodeName: node.nodeName, hostAddress: node.hostAddress }
+      : { unavailable: cluster.nodeUnavailable ?? "no real node" },
+  );
+  postgres = await startPostgres(
+    log,
+    node ? { listenAddresses: [node.hostAddress], trustNetworks: [node.identity.podCidr] } : {},
+  );
   project.provide("postgresUrl", postgres.url);
 }
 
 export async function teardown(): Promise<void> {
-  await Promise.all([controlPlane?.stop(), postgres?.stop()]);
+  await Promise.all([cluster?.stop(), postgres?.stop()]);
 }

@@ -3,14 +3,18 @@
 import { describe, expect, it } from "vitest";
 import { createNamespace, eventually, kubectl, kubectlResult, sleep } from "./support/cluster.ts";
 import { OperatorProcess, operatorForSuite } from "./support/operator.ts";
+import { startScheduledRun } from "./support/runs.ts";
 import {
   apply,
   condition,
   getJson,
   patchSpec,
+  podsOfJob,
   readyTask,
   task,
   waitForCondition,
+  waitForStatus,
+  warningEvents,
 } from "./support/tasks.ts";
 
 describe("BackgroundTask operator", () => {
@@ -100,6 +104,9 @@ describe("BackgroundTask operator", () => {
     });
     expect(pod.metadata.annotations).toMatchObject({ "vault.hashicorp.com/agent-inject": "true" });
     expect(pod.spec.priorityClassName).toBe("nightshift-high");
+    // No service account named: the namespace's default account's token is not mounted.
+    expect(pod.spec.automountServiceAccountToken).toBe(false);
+    expect(pod.spec.serviceAccountName).toBeUndefined();
     expect(pod.spec.securityContext).toMatchObject({
       runAsNonRoot: true,
       seccompProfile: { type: "RuntimeDefault" },
@@ -305,17 +312,6 @@ describe("BackgroundTask operator", () => {
       "MissingSchedule",
       "spec.schedule",
     ],
-    [
-      "missing-secret",
-      {
-        task: "http.request",
-        schedule: "@daily",
-        params: { url: "https://example.com" },
-        envFrom: [{ secretRef: { name: "nope" } }],
-      },
-      "MissingSecret",
-      "spec.envFrom[0].secretRef.name",
-    ],
   ])(
     "marks %s SpecValid=False with a reason, the field and a Warning event",
     async (name, spec, reason, field) => {
@@ -351,18 +347,66 @@ describe("BackgroundTask operator", () => {
     },
   );
 
-  it("becomes valid once a missing Secret is created", async () => {
+  it("reports a missing Secret from the run pod's CreateContainerConfigError, without reading Secrets", async () => {
+    // The operator has no access to Secrets, so the task is valid until a run needs it.
+    await readyTask(suite.ns, "needs-secret", {
+      env: [{ name: "TOKEN", valueFrom: { secretKeyRef: { name: "late", key: "token" } } }],
+    });
+    const job = startScheduledRun(suite.ns, "needs-secret", "needs-secret-run", {
+      configError: 'secret "late" not found',
+    });
+    const bgt = await waitForCondition(
+      suite.ns,
+      "needs-secret",
+      "SpecValid",
+      "False",
+      "MissingSecret",
+    );
+    expect(condition(bgt, "SpecValid")?.message).toContain(
+      'spec.env[0].valueFrom.secretKeyRef.name: Secret "late" does not exist',
+    );
+    await eventually(
+      () => (warningEvents(suite.ns, "needs-secret", "MissingSecret").length ? true : undefined),
+      { what: "MissingSecret Warning event" },
+    );
+    // Once the Secret exists the kubelet starts the container (kwok does it when the annotation goes).
+    kubectl(["create", "secret", "generic", "late", "-n", suite.ns, "--from-literal=token=t"]);
+    const [pod] = podsOfJob(suite.ns, job);
+    kubectl([
+      "annotate",
+      "pod",
+      pod?.metadata.name,
+      "-n",
+      suite.ns,
+      "nightshift.dev/fake-config-error-",
+    ]);
+    await waitForCondition(suite.ns, "needs-secret", "Ready", "True");
+    await waitForStatus(
+      suite.ns,
+      "needs-secret",
+      "the run recorded",
+      (s) => s.runs?.succeeded === 1,
+    );
+  });
+
+  it("marks a custom task whose image is not allowed SpecValid=False naming the image", async () => {
     apply(
-      task(suite.ns, "needs-secret", {
-        task: "http.request",
+      task(suite.ns, "foreign-image", {
+        container: { image: "docker.io/library/busybox:1.36", command: ["true"] },
         schedule: "@daily",
-        params: { url: "https://example.com" },
-        env: [{ name: "TOKEN", valueFrom: { secretKeyRef: { name: "late", key: "token" } } }],
       }),
     );
-    await waitForCondition(suite.ns, "needs-secret", "SpecValid", "False", "MissingSecret");
-    kubectl(["create", "secret", "generic", "late", "-n", suite.ns, "--from-literal=token=t"]);
-    await waitForCondition(suite.ns, "needs-secret", "Ready", "True");
+    const bgt = await waitForCondition(
+      suite.ns,
+      "foreign-image",
+      "SpecValid",
+      "False",
+      "ImageNotAllowed",
+    );
+    expect(condition(bgt, "SpecValid")?.message).toContain(
+      'spec.container.image: image "docker.io/library/busybox:1.36" is not allowed',
+    );
+    expect(getJson(["cronjob", "foreign-image", "-n", suite.ns])).toBeUndefined();
   });
 
   it("shows task, schedule, status, last success, failures, next run and age in kubectl get bgt", async () => {

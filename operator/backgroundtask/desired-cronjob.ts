@@ -3,6 +3,7 @@
 import { createHash } from "node:crypto";
 import { API_VERSION, type BackgroundTaskObject, KIND } from "../../crds/backgroundtask.ts";
 import { parseDuration } from "../../crds/duration.ts";
+import { SCRATCH_VOLUME } from "../../crds/run-pod.ts";
 import type { OperatorConfig } from "../config.ts";
 import {
   cronJobName,
@@ -83,6 +84,7 @@ function runnerContainer(
     env,
     ...(spec.envFrom ? { envFrom: spec.envFrom.map((e) => ({ ...e })) } : {}),
     ...(spec.resources ? { resources: spec.resources } : {}),
+    volumeMounts: runnerVolumeMounts(valid),
     terminationMessagePath: "/dev/termination-log",
     terminationMessagePolicy: "FallbackToLogsOnError",
     securityContext: {
@@ -92,6 +94,31 @@ function runnerContainer(
     },
   };
   return container;
+}
+
+/** The task's mounts, plus a writable /tmp unless the task mounts something there itself. */
+function runnerVolumeMounts(valid: ValidTask): Array<Record<string, unknown>> {
+  const mounts = (valid.spec.volumeMounts ?? []).map((m) => ({ ...m }));
+  if (!mounts.some((m) => m.mountPath === "/tmp"))
+    mounts.push({ name: SCRATCH_VOLUME, mountPath: "/tmp" });
+  return mounts;
+}
+
+/** Storage and placement of the run pod: spec.volumes (+ the /tmp scratch), selectors, pull secrets. */
+function runPodSpec(valid: ValidTask): Record<string, unknown> {
+  const spec = valid.spec;
+  const volumes = (spec.volumes ?? []).map((v) => ({ ...v }));
+  const scratchUsed = runnerVolumeMounts(valid).some((m) => m.name === SCRATCH_VOLUME);
+  if (scratchUsed) volumes.push({ name: SCRATCH_VOLUME, emptyDir: {} });
+  return {
+    volumes,
+    ...(spec.nodeSelector ? { nodeSelector: { ...spec.nodeSelector } } : {}),
+    ...(spec.tolerations ? { tolerations: spec.tolerations.map((t) => ({ ...t })) } : {}),
+    ...(spec.affinity ? { affinity: spec.affinity } : {}),
+    ...(spec.imagePullSecrets
+      ? { imagePullSecrets: spec.imagePullSecrets.map((s) => ({ ...s })) }
+      : {}),
+  };
 }
 
 export function desiredCronJob(
@@ -133,10 +160,21 @@ export function desiredCronJob(
       },
       spec: {
         restartPolicy: "Never",
-        ...(spec.serviceAccountName ? { serviceAccountName: spec.serviceAccountName } : {}),
+        // Runs get an API token only from a service account the task names; the
+        // namespace's default account is never handed to a run implicitly.
+        ...(spec.serviceAccountName
+          ? { serviceAccountName: spec.serviceAccountName }
+          : { automountServiceAccountToken: false }),
         ...(priorityClassName ? { priorityClassName } : {}),
-        securityContext: { runAsNonRoot: true, seccompProfile: { type: "RuntimeDefault" } },
+        // Pod Security "restricted": non-root, RuntimeDefault seccomp; the group
+        // owns mounted volumes, so the non-root runner can write to them.
+        securityContext: {
+          runAsNonRoot: true,
+          seccompProfile: { type: "RuntimeDefault" },
+          ...(valid.spec.volumes?.length ? { fsGroup: 65532 } : {}),
+        },
         containers: [runnerContainer(task, valid, settings)],
+        ...runPodSpec(valid),
       },
     },
   };

@@ -1,7 +1,8 @@
 // Everything the CRD schema cannot check at admission, decided in one place:
 // the spec's shape (in case admission was bypassed or the CRD is older),
-// the catalogue task and its params, the schedule, the time zone, and the
-// Secrets and ConfigMaps the task reads. Every problem names its field.
+// the catalogue task and its params, the schedule, the time zone, the image
+// of a custom task, and the Secrets and ConfigMaps the task reads. Every
+// problem names its field.
 import {
   type BackgroundTaskObject,
   type BackgroundTaskSpec,
@@ -21,6 +22,7 @@ import {
   validateResolvedSchedule,
   validateTimeZone,
 } from "./schedule.ts";
+import { runPodProblem } from "./validate-run-pod.ts";
 
 export interface ValidTask {
   valid: true;
@@ -43,10 +45,19 @@ export interface InvalidTask {
 
 export type Validation = ValidTask | InvalidTask;
 
-export interface ReferenceLookup {
-  /** Whether a Secret or ConfigMap exists in the namespace. */
+/** What validation needs from outside the task: cluster facts and the admin's policy. */
+export interface ValidationContext {
+  /**
+   * Whether a Secret or ConfigMap may exist in the namespace: false only once
+   * a run pod reported it missing (the operator cannot read Secrets).
+   */
   exists(kind: "Secret" | "ConfigMap", namespace: string, name: string): boolean;
+  /** Whether a custom task may run this image (--allowed-image-prefixes). */
+  imageAllowed(image: string): boolean;
 }
+
+/** Former name of ValidationContext, kept while callers move over. */
+export type ReferenceLookup = ValidationContext;
 
 function invalid(
   reason: string,
@@ -100,10 +111,34 @@ function referencesOf(spec: BackgroundTaskSpec): Reference[] {
         optional: false,
       });
   });
+  spec.volumes?.forEach((volume, i) => {
+    if (volume.secret)
+      refs.push({
+        kind: "Secret",
+        name: volume.secret.secretName,
+        field: `spec.volumes[${i}].secret.secretName`,
+        optional: volume.secret.optional ?? false,
+      });
+    if (volume.configMap)
+      refs.push({
+        kind: "ConfigMap",
+        name: volume.configMap.name,
+        field: `spec.volumes[${i}].configMap.name`,
+        optional: volume.configMap.optional ?? false,
+      });
+  });
+  spec.imagePullSecrets?.forEach((secret, i) => {
+    refs.push({
+      kind: "Secret",
+      name: secret.name,
+      field: `spec.imagePullSecrets[${i}].name`,
+      optional: false,
+    });
+  });
   return refs;
 }
 
-export function validateTask(task: BackgroundTaskObject, lookup: ReferenceLookup): Validation {
+export function validateTask(task: BackgroundTaskObject, lookup: ValidationContext): Validation {
   const parsed = backgroundTaskSpec.safeParse(task.spec);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -139,6 +174,15 @@ export function validateTask(task: BackgroundTaskObject, lookup: ReferenceLookup
     }
     schedule ??= catalogue[spec.task].defaultSchedule;
   }
+  const image = spec.container?.image;
+  if (image !== undefined && !lookup.imageAllowed(image)) {
+    return invalid(
+      "ImageNotAllowed",
+      "spec.container.image",
+      `image ${JSON.stringify(image)} is not allowed for custom tasks; the operator's allowed image prefixes do not cover it (ask a cluster admin)`,
+      references,
+    );
+  }
   if (!schedule)
     return invalid(
       "MissingSchedule",
@@ -171,12 +215,14 @@ export function validateTask(task: BackgroundTaskObject, lookup: ReferenceLookup
   if (spec.timeout !== undefined && parseDuration(spec.timeout) < 1000) {
     return invalid("InvalidTimeout", "spec.timeout", "must be at least 1s", references);
   }
+  const podProblem = runPodProblem(spec);
+  if (podProblem) return invalid("InvalidRunPod", podProblem.field, podProblem.message, references);
   for (const ref of refs) {
     if (!ref.optional && !lookup.exists(ref.kind, task.metadata.namespace, ref.name)) {
       return invalid(
         `Missing${ref.kind}`,
         ref.field,
-        `${ref.kind} ${JSON.stringify(ref.name)} does not exist in namespace ${task.metadata.namespace}`,
+        `${ref.kind} ${JSON.stringify(ref.name)} does not exist in namespace ${task.metadata.namespace} (a run pod failed with CreateContainerConfigError)`,
         references,
       );
     }

@@ -16,27 +16,46 @@ build_family() { # family package...
   local family="$1"; shift
   local dir="$here/go/$family"
   # Contents only, not paths: every checkout of the same versions shares one build.
-  local key; key="$(cat "$dir/go.sum" "$dir/go.mod" "$dir"/*.go | sha256sum | cut -c1-16)"
+  local key; key="$(cd "$dir" && cat go.sum go.mod $(find . -name '*.go' | LC_ALL=C sort) | sha256sum | cut -c1-16)"
   local out="$cache/$family-$key"
   if [ ! -f "$out/.complete" ]; then
     echo "build-binaries: building $family into $out (first time on this machine; minutes)" >&2
     rm -rf "$out"; mkdir -p "$out"
-    local ldflags="-s -w"
+    local ldflags="-s -w" tags="selinux,notest"
+    if [ "$family" = containerd ]; then
+      local cv; cv="$(cd "$dir" && go list -m -f '{{.Version}}' github.com/containerd/containerd/v2)"
+      ldflags="$ldflags -X github.com/containerd/containerd/v2/version.Version=$cv -X github.com/containerd/containerd/v2/version.Package=github.com/containerd/containerd/v2"
+      tags="no_btrfs,no_devmapper,no_zfs,no_aufs"
+    fi
     if [ "$family" = kubernetes ]; then
       local v=k8s.io/component-base/version cv=k8s.io/client-go/pkg/version
       local stamp="-X $v.gitVersion=$k8s_version -X $v.gitMajor=1 -X $v.gitMinor=35 -X $v.gitTreeState=clean -X $v.buildDate=1970-01-01T00:00:00Z"
       stamp="$stamp -X $cv.gitVersion=$k8s_version -X $cv.gitMajor=1 -X $cv.gitMinor=35 -X $cv.gitTreeState=clean"
       ldflags="$ldflags $stamp"
+    elif [ "$family" = helm ]; then
+      # As helm's Makefile does: its version, and the Kubernetes version of its client-go
+      # (the default for `helm template`/`helm lint`, checked against Chart.yaml's kubeVersion).
+      local hv kv
+      hv="$(grep -oE 'helm.sh/helm/v3 v[0-9.]+' "$dir/go.mod" | cut -d' ' -f2)"
+      kv="$(grep -oE 'k8s.io/client-go v[0-9.]+' "$dir/go.mod" | cut -d. -f3)"
+      ldflags="$ldflags -X helm.sh/helm/v3/internal/version.version=$hv -X helm.sh/helm/v3/internal/version.gitTreeState=clean"
+      ldflags="$ldflags -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$kv"
+      ldflags="$ldflags -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$kv"
     fi
-    (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -tags selinux,notest -trimpath -ldflags "$ldflags" -o "$out/" "$@")
+    (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -tags "$tags" -trimpath -ldflags "$ldflags" -o "$out/" "$@")
     touch "$out/.complete"
   fi
   for f in "$out"/*; do ln -sfn "$f" "$bin/$(basename "$f")"; done
 }
 
 build_family etcd .
-build_family kubernetes k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+# kubelet and cri-cleanup (sandbox removal through the CRI) serve the harness's real node.
+build_family kubernetes k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl k8s.io/kubernetes/cmd/kubelet ./cri-cleanup
 build_family kwok sigs.k8s.io/kwok/cmd/kwok
+# The real node's runtime (runc comes from the distribution: see .ci/run).
+build_family containerd github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 github.com/containerd/containerd/v2/cmd/ctr
+build_family node-tools github.com/containernetworking/plugins/plugins/ipam/host-local github.com/containernetworking/plugins/plugins/main/bridge github.com/containernetworking/plugins/plugins/main/loopback ./pause ./testbox
+build_family helm helm.sh/helm/v3/cmd/helm
 build_family kube-state-metrics k8s.io/kube-state-metrics/v2
 build_family dashboard-linter github.com/grafana/dashboard-linter
 echo "$bin"

@@ -116,6 +116,12 @@ export class ControlPlane {
           "--authorization-mode=RBAC",
           "--allow-privileged=true",
           "--enable-priority-and-fairness=false",
+          // A real kubelet (real-node.ts): reached by IP (`kubectl logs`), as admin.
+          `--kubelet-client-certificate=${pki.adminCert}`,
+          `--kubelet-client-key=${pki.adminKey}`,
+          "--kubelet-preferred-address-types=InternalIP,Hostname",
+          // Namespace annotations route pods to the real node and tolerate its taint.
+          "--enable-admission-plugins=PodNodeSelector,PodTolerationRestriction",
           "--v=1",
         ],
         logs,

@@ -19,7 +19,8 @@ function openssl(args: string[]): void {
   execFileSync("openssl", args, { stdio: ["ignore", "ignore", "pipe"] });
 }
 
-function signedCert(dir: string, name: string, subject: string, extensions: string): void {
+/** Writes <name>.key and <name>.crt in `dir`, signed by the CA there (ca.crt, ca.key). */
+export function signedCert(dir: string, name: string, subject: string, extensions: string): void {
   const key = join(dir, `${name}.key`);
   const csr = join(dir, `${name}.csr`);
   const ext = join(dir, `${name}.ext`);

@@ -9,6 +9,7 @@ describe("http.request", () => {
   let server: Server;
   let base: string;
   const received: Array<{ method?: string; url?: string; auth?: string; body: string }> = [];
+  let slowRequestArrived: () => void = () => {};
 
   beforeAll(async () => {
     server = createServer((req, res) => {
@@ -21,6 +22,7 @@ describe("http.request", () => {
         const status = Number(
           new URL(req.url ?? "/", "http://x").searchParams.get("status") ?? 200,
         );
+        if (req.url?.startsWith("/slow")) slowRequestArrived();
         if (req.url?.startsWith("/slow")) setTimeout(() => res.writeHead(200).end("late"), 5000);
         else res.writeHead(status).end(`status ${status}`);
       });
@@ -89,10 +91,14 @@ describe("http.request", () => {
   });
 
   it("stops on SIGTERM mid-request and reports it as retryable", async () => {
+    // SIGTERM once the request is in flight, whatever the machine's load.
+    const arrived = new Promise<void>((resolve) => {
+      slowRequestArrived = resolve;
+    });
     const run = await runTask(
       "http.request",
       { url: `${base}/slow`, timeout: "30s" },
-      { sigtermAfterMs: 700 },
+      { sigtermOn: arrived },
     );
     expect(run.code).toBe(75);
     expect(run.result.outcome).toBe("failed");

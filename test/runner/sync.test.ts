@@ -53,6 +53,7 @@ describe("sync tasks", () => {
   let db: pg.Client;
   let env: Record<string, string>;
   let feeds: Record<string, { status: number; body: string; delayMs?: number }>;
+  let feedRequested: (url: string) => void = () => {};
   let calendar: { server: Server; base: string };
   const tomorrow = new Date(Math.floor(Date.now() / 3_600_000) * 3_600_000 + 86_400_000);
 
@@ -63,6 +64,7 @@ describe("sync tasks", () => {
     env = { DATABASE_URL: url, NOTION_TOKEN: "secret_test" };
     calendar = await listen((req, res) => {
       const feed = feeds[req.url ?? ""] ?? { status: 404, body: "no such feed" };
+      feedRequested(req.url ?? "");
       setTimeout(
         () => res.writeHead(feed.status, { "content-type": "text/calendar" }).end(feed.body),
         feed.delayMs ?? 0,
@@ -173,10 +175,13 @@ describe("sync tasks", () => {
       ...(feeds["/team.ics"] as { status: number; body: string }),
       delayMs: 5000,
     };
+    const fetching = new Promise<void>((resolve) => {
+      feedRequested = (url) => url === "/slow.ics" && resolve();
+    });
     const run = await runTask(
       "sync.calendar",
       { feeds: [{ name: "slow", url: `${calendar.base}/slow.ics` }] },
-      { env, sigtermAfterMs: 800 },
+      { env, sigtermOn: fetching },
     );
     expect(run.code).toBe(75);
     expect(await events()).toEqual([]);

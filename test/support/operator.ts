@@ -17,6 +17,10 @@ export interface OperatorOptions {
   runnerImage?: string;
   priorityClasses?: string;
   workers?: number;
+  /** Kubeconfig to run with instead of the admin one, e.g. a ServiceAccount's token. */
+  kubeconfig?: string;
+  /** More flags, e.g. --allowed-image-prefixes=…. */
+  extraArgs?: string[];
 }
 
 export class OperatorProcess {
@@ -51,9 +55,10 @@ export class OperatorProcess {
       args.push(`--leader-election-namespace=${options.leaderElectionNamespace}`);
     if (options.identity) args.push(`--identity=${options.identity}`);
     if (options.priorityClasses) args.push(`--priority-classes=${options.priorityClasses}`);
+    args.push(...(options.extraArgs ?? []));
     // setpriv: the operator dies with the test worker, whatever happens to it.
     const child = spawn("setpriv", ["--pdeathsig", "KILL", "--", process.execPath, ...args], {
-      env: { ...process.env, KUBECONFIG: inject("kubeconfigPath") },
+      env: { ...process.env, KUBECONFIG: options.kubeconfig ?? inject("kubeconfigPath") },
       stdio: ["ignore", "pipe", "pipe"],
     });
     const operator = new OperatorProcess(child, port ?? 0);

@@ -2,7 +2,7 @@
 // loopback port, for the task handlers' tests. It runs as the postgres user
 // when we are root (PostgreSQL refuses root) and dies with its parent.
 import { execFileSync } from "node:child_process";
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
@@ -35,8 +35,16 @@ export interface PostgresServer {
   stop(): Promise<void>;
 }
 
+export interface PostgresOptions {
+  /** More addresses to listen on besides loopback, e.g. a real node's bridge for pods. */
+  listenAddresses?: string[];
+  /** Networks allowed to connect without a password (besides loopback), e.g. 10.245.0.0/16. */
+  trustNetworks?: string[];
+}
+
 export async function startPostgres(
   log: (line: string) => void = () => {},
+  options: PostgresOptions = {},
 ): Promise<PostgresServer> {
   const bin = binDir();
   const dir = mkdtempSync(join(tmpdir(), "nightshift-pg-"));
@@ -65,6 +73,8 @@ export async function startPostgres(
     ],
     { stdio: "ignore" },
   );
+  for (const network of options.trustNetworks ?? [])
+    appendFileSync(join(data, "pg_hba.conf"), `host all all ${network} trust\n`);
   const [port] = await freePorts(1);
   const proc: ManagedProcess = startProcess(
     "postgres",
@@ -77,7 +87,7 @@ export async function startPostgres(
       "-k",
       dir,
       "-c",
-      "listen_addresses=127.0.0.1",
+      `listen_addresses=${["127.0.0.1", ...(options.listenAddresses ?? [])].join(",")}`,
       "-c",
       "fsync=off",
       "-c",

@@ -17,10 +17,10 @@ export interface RunResult {
 
 export interface RunOptions {
   env?: Record<string, string>;
-  /** Send SIGTERM this many ms after start. */
-  sigtermAfterMs?: number;
   /** Send SIGTERM once stdout contains this text. */
   sigtermWhen?: string;
+  /** Send SIGTERM once this settles (e.g. a peer saw the runner's request). */
+  sigtermOn?: Promise<unknown>;
 }
 
 export async function runTask(
@@ -66,8 +66,7 @@ export async function runTask(
   child.stderr.on("data", (c: Buffer) => {
     stderr += c.toString();
   });
-  if (options.sigtermAfterMs !== undefined)
-    setTimeout(() => child.kill("SIGTERM"), options.sigtermAfterMs);
+  options.sigtermOn?.then(() => child.kill("SIGTERM"));
   const code = await new Promise<number | null>((resolve) => child.once("exit", (c) => resolve(c)));
   let result: Record<string, any> = {};
   try {

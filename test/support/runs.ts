@@ -10,6 +10,8 @@ export interface RunOptions {
   duration?: string;
   /** Termination message of a successful run, as the runner writes it. */
   result?: string;
+  /** The pod never starts: the kubelet's CreateContainerConfigError message, e.g. `secret "x" not found`. */
+  configError?: string;
 }
 
 export function kwokPodBehaviour(options: RunOptions): {
@@ -31,6 +33,7 @@ export function kwokPodBehaviour(options: RunOptions): {
     annotations["pod-complete.stage.kwok.x-k8s.io/delay"] = options.duration;
   }
   if (options.result) annotations["nightshift.dev/fake-termination-message"] = options.result;
+  if (options.configError) annotations["nightshift.dev/fake-config-error"] = options.configError;
   return { labels, annotations };
 }
 

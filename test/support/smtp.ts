@@ -15,13 +15,17 @@ export interface SmtpPeer {
   messages: ReceivedMail[];
   /** Reject mail to these recipients with a permanent 550 error. */
   rejectRecipients: Set<string>;
+  /** Accept each message only after this long: a slow mail server. */
+  delayMs: number;
   close(): Promise<void>;
 }
 
-export async function startSmtpPeer(): Promise<SmtpPeer> {
+/** `host`: where to listen; a real node's bridge address for pods to reach it. */
+export async function startSmtpPeer(host = "127.0.0.1"): Promise<SmtpPeer> {
   const [port] = await freePorts(1);
   const messages: ReceivedMail[] = [];
   const rejectRecipients = new Set<string>();
+  const peer = { delayMs: 0 };
   const server = new SMTPServer({
     authOptional: true,
     disabledCommands: ["STARTTLS"],
@@ -43,16 +47,16 @@ export async function startSmtpPeer(): Promise<SmtpPeer> {
           to: session.envelope.rcptTo.map((r) => r.address),
           raw: Buffer.concat(chunks).toString("utf8"),
         });
-        callback();
+        setTimeout(callback, peer.delayMs);
       });
     },
   });
-  await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", () => resolve()));
-  return {
-    url: `smtp://127.0.0.1:${port}`,
+  await new Promise<void>((resolve) => server.listen(port, host, () => resolve()));
+  return Object.assign(peer, {
+    url: `smtp://${host}:${port}`,
     port: port ?? 0,
     messages,
     rejectRecipients,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
+  });
 }

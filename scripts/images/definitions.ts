@@ -1,0 +1,60 @@
+// The one build definition of each Nightshift image. Both builds derive from
+// it: `make images` (oci-build.ts, no Docker) and the committed Dockerfiles
+// (dockerfile.ts renders them; a test fails when a Dockerfile drifts).
+
+/** A Node 24 application image: production dependencies, the listed sources, non-root. */
+export interface NodeAppImage {
+  /** Repository name, e.g. nightshift/task-runner. */
+  name: string;
+  /** Where the rendered Dockerfile is committed, relative to the repository root. */
+  dockerfile: string;
+  /** What the image is, for the Dockerfile's header. */
+  title: string;
+  /** Files and folders of the repository copied to /app, in this order. */
+  sources: string[];
+  entrypoint: string[];
+  cmd?: string[];
+  expose?: number[];
+}
+
+/** Shared by every Node image: the distroless layout, so both builds give the same paths. */
+export const NODE_IMAGE = {
+  /** Docker's builder and runtime bases; the OCI build here takes Node from the npm `node` package. */
+  dockerDepsBase: "node:24-bookworm-slim",
+  dockerBase: "gcr.io/distroless/nodejs24-debian12:nonroot",
+  nodePath: "/nodejs/bin/node",
+  workdir: "/app",
+  env: { NODE_ENV: "production" } as Record<string, string>,
+  user: "65532:65532",
+  /** Production dependencies only: no TypeScript, no test tools, no bundled Node. */
+  npmCi: ["npm", "ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"],
+};
+
+export const images = {
+  "task-runner": {
+    name: "nightshift/task-runner",
+    dockerfile: "task-runner/Dockerfile",
+    title: "The shared Nightshift task runner.",
+    sources: ["package.json", "crds/", "task-runner/"],
+    entrypoint: [NODE_IMAGE.nodePath, "task-runner/main.ts"],
+    cmd: ["list"],
+  },
+  operator: {
+    name: "nightshift/operator",
+    dockerfile: "operator/Dockerfile",
+    title: "The Nightshift operator.",
+    sources: ["package.json", "crds/", "operator/"],
+    entrypoint: [NODE_IMAGE.nodePath, "operator/main.ts"],
+    expose: [8080],
+  },
+} satisfies Record<string, NodeAppImage>;
+
+export type NodeImageName = keyof typeof images;
+
+/** Tag of locally built images: never `latest`, so containerd never tries to pull them. */
+export const LOCAL_TAG = "dev";
+export const LOCAL_REGISTRY = "nightshift.local";
+
+export function localReference(name: string): string {
+  return `${LOCAL_REGISTRY}/${name.replace(/^nightshift\//, "")}:${LOCAL_TAG}`;
+}

@@ -1,0 +1,40 @@
+// Renders an image definition as the Dockerfile users build with `docker build`.
+import { NODE_IMAGE, type NodeAppImage } from "./definitions.ts";
+
+export function renderDockerfile(image: NodeAppImage): string {
+  const json = (values: string[]) => `[${values.map((v) => JSON.stringify(v)).join(", ")}]`;
+  const lines = [
+    `# ${image.title} Build from the repository root:`,
+    `#   docker build -f ${image.dockerfile} -t ${image.name}:0.1.0 .`,
+    "# Generated from scripts/images/definitions.ts (`make images` builds the same",
+    "# image without Docker); edit that file and run `make dockerfiles`.",
+    `FROM ${NODE_IMAGE.dockerDepsBase} AS deps`,
+    `WORKDIR ${NODE_IMAGE.workdir}`,
+    "COPY package.json package-lock.json ./",
+    `RUN ${NODE_IMAGE.npmCi.join(" ")} && npm cache clean --force`,
+    "",
+    `FROM ${NODE_IMAGE.dockerBase}`,
+    `WORKDIR ${NODE_IMAGE.workdir}`,
+    ...Object.entries(NODE_IMAGE.env).map(([k, v]) => `ENV ${k}=${v}`),
+    `COPY --from=deps ${NODE_IMAGE.workdir}/node_modules ./node_modules`,
+    ...image.sources.map((s) => `COPY ${s} ./${s.endsWith("/") ? s : ""}`),
+    "# Non-root, and nothing is written inside the image: works with readOnlyRootFilesystem.",
+    `USER ${NODE_IMAGE.user}`,
+    ...(image.expose ?? []).map((port) => `EXPOSE ${port}`),
+    `ENTRYPOINT ${json(image.entrypoint)}`,
+    ...(image.cmd ? [`CMD ${json(image.cmd)}`] : []),
+    "",
+  ];
+  return lines.join("\n");
+}
+
+// `make dockerfiles`: writes every image's Dockerfile from its definition.
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { writeFileSync } = await import("node:fs");
+  const { images } = await import("./definitions.ts");
+  const root = new URL("../../", import.meta.url);
+  for (const image of Object.values(images)) {
+    writeFileSync(new URL(image.dockerfile, root), renderDockerfile(image));
+    console.log(`wrote ${image.dockerfile}`);
+  }
+}
