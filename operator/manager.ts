@@ -13,6 +13,7 @@ import {
   JOBS_BY_TASK,
   PODS_BY_JOB,
 } from "./backgroundtask/reconciler.ts";
+import { RunMetrics } from "./backgroundtask/run-metrics.ts";
 import type { OperatorConfig } from "./config.ts";
 import { Controller } from "./runtime/controller.ts";
 import { EventRecorder } from "./runtime/events.ts";
@@ -172,6 +173,7 @@ export class Manager {
       log: log.child({ controller: CONTROLLER_NAME }),
       trackReferences: (taskKey, namespace, references) =>
         this.trackReferences(taskKey, namespace, references),
+      runMetrics: new RunMetrics(this.metrics.registry),
     });
     this.controller = new Controller(
       CONTROLLER_NAME,
@@ -181,6 +183,10 @@ export class Manager {
       this.metrics,
     );
     this.metrics.watchClient(client);
+    // Like controller-runtime: error and result counters exist at 0 from the start, so rate() has data.
+    this.metrics.reconcileErrors.inc({ controller: CONTROLLER_NAME }, 0);
+    for (const result of ["success", "error", "requeue_after"])
+      this.metrics.reconcileTotal.inc({ controller: CONTROLLER_NAME, result }, 0);
 
     const enqueue = (key: string | undefined) => key && this.controller.enqueue(key);
     for (const informer of this.tasks) {

@@ -73,7 +73,7 @@ class ModelCluster {
       },
       spec: spec as never,
     };
-    const validation = validateTask(this.task, { exists: () => true });
+    const validation = validateTask(this.task, { exists: () => true, imageAllowed: () => true });
     if (!validation.valid) throw new Error(validation.message);
     const desired = desiredCronJob(this.task, validation, settings);
     this.cronJob = { ...desired, metadata: { ...desired.metadata, uid: "cronjob-uid" } };
@@ -284,7 +284,7 @@ class ModelOperator {
     const jobs = clone(c.at(c.jobsHistory, this.jobsSeen));
     const decided = plan({
       task,
-      validation: validateTask(task, { exists: () => true }),
+      validation: validateTask(task, { exists: () => true, imageAllowed: () => true }),
       jobs,
       podsOf: (job) => c.podsOf(job),
       cronJob: clone(c.cronJob) as never,

@@ -52,7 +52,10 @@ function taskWith(
 }
 
 function liveCronJob(task: BackgroundTaskObject, circuitOpen = false) {
-  const validation = validateTask(task, { exists: () => true }) as ValidTask;
+  const validation = validateTask(task, {
+    exists: () => true,
+    imageAllowed: () => true,
+  }) as ValidTask;
   const desired = desiredCronJob(task, validation, settings, circuitOpen);
   return { ...desired, metadata: { ...desired.metadata, uid: "cj-uid" } };
 }
@@ -94,7 +97,7 @@ function observe(
 ): Observation {
   return {
     task,
-    validation: validateTask(task, { exists: () => true }),
+    validation: validateTask(task, { exists: () => true, imageAllowed: () => true }),
     jobs,
     podsOf: (job) =>
       job.status?.conditions?.length
@@ -195,7 +198,10 @@ describe("retries (defect 3)", () => {
     retry: { backoff: { initialDelay: "1m", factor: 2, maxDelay: "1h", maxRetries: 3 } },
   };
   it("plans the same time and Job name however often it is decided", () => {
-    const task = validateTask(taskWith(spec), { exists: () => true }) as ValidTask;
+    const task = validateTask(taskWith(spec), {
+      exists: () => true,
+      imageAllowed: () => true,
+    }) as ValidTask;
     const failed = { uid: "job-uid-7", kind: "scheduled", finishedAt: NOW };
     const a = planRetry(task.spec, failed, undefined, undefined, (s) => `r-${s}`);
     const b = planRetry(task.spec, failed, undefined, undefined, (s) => `r-${s}`);
@@ -247,7 +253,7 @@ describe("retries (defect 3)", () => {
 describe("circuit breaker (defect 4)", () => {
   const spec = validateTask(
     taskWith({ circuitBreaker: { failureThreshold: 2, cooldown: "10m", maxCooldown: "1h" } }),
-    { exists: () => true },
+    { exists: () => true, imageAllowed: () => true },
   ) as ValidTask;
   const open = { state: "Open" as const, openedAt: "2026-05-01T11:00:00Z", cooldownSeconds: 600 };
   const trial = halfOpen(open, "t-trial", new Date("2026-05-01T11:10:00Z"));

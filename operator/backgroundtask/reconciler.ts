@@ -22,9 +22,10 @@ import {
   RUN_FINALIZER,
   TEMPLATE_HASH_ANNOTATION,
 } from "./labels.ts";
-import { type Action, type Observation, plan, planForDeletedTask } from "./plan.ts";
+import { type Action, type Observation, type Plan, plan, planForDeletedTask } from "./plan.ts";
 import { type Rejection, rejectionFrom } from "./rejection.ts";
 import type { CronJobTemplateSource } from "./run-jobs.ts";
+import { circuitTransition, type RunMetrics } from "./run-metrics.ts";
 import type { RunJob, RunPod } from "./runs.ts";
 import type { LiveCronJob } from "./status.ts";
 import { type ReferenceLookup, validateTask } from "./validate.ts";
@@ -47,6 +48,7 @@ export interface ReconcilerDeps {
   /** Tells the manager which Secrets/ConfigMaps a task depends on, so their changes re-queue it. */
   trackReferences: (taskKey: string, namespace: string, references: string[]) => void;
   now?: () => Date;
+  runMetrics?: RunMetrics;
 }
 
 type Outcome =
@@ -72,6 +74,7 @@ export class BackgroundTaskReconciler {
     const jobs = this.deps.jobs.byIndex(JOBS_BY_TASK, key) as unknown as RunJob[];
     const namespace = key.split("/")[0] ?? "";
     if (!cached || cached.metadata.deletionTimestamp) {
+      this.deps.runMetrics?.forget(namespace, key.split("/")[1] ?? "");
       // The task is gone: its runs can no longer be recorded anywhere, so let them go.
       if (cached?.metadata.uid) this.rejections.delete(cached.metadata.uid);
       await this.execute(namespace, undefined, planForDeletedTask(jobs));
@@ -109,6 +112,7 @@ export class BackgroundTaskReconciler {
       if (outcome.kind === "gone") return undefined;
       // Changed meanwhile: nothing recorded this round; retry on the newer task once the cache has it.
       if (outcome.kind === "conflict") return { requeueAfterMs: 200 };
+      this.observe(task, decided);
       return decided.requeueAfterMs !== undefined
         ? { requeueAfterMs: decided.requeueAfterMs }
         : undefined;
@@ -215,6 +219,19 @@ export class BackgroundTaskReconciler {
       }
     }
     return { kind: "done" };
+  }
+
+  /** Metrics of what a carried-out plan recorded and started. */
+  private observe(task: BackgroundTaskObject, decided: Plan): void {
+    const metrics = this.deps.runMetrics;
+    if (!metrics) return;
+    const { namespace, name } = task.metadata;
+    for (const run of decided.recorded) metrics.observeRunFinished(namespace, name, run);
+    for (const action of decided.actions)
+      if (action.kind === "createJob" && action.runKind === "retry")
+        metrics.retryStarted(namespace, name);
+    const moved = circuitTransition(task.status?.circuit, decided.status.circuit);
+    if (moved) metrics.circuitTransition(namespace, name, moved);
   }
 
   private podsOf(namespace: string, job: RunJob): RunPod[] {

@@ -56,4 +56,6 @@ build_family kwok sigs.k8s.io/kwok/cmd/kwok
 build_family containerd github.com/containerd/containerd/v2/cmd/containerd github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 github.com/containerd/containerd/v2/cmd/ctr
 build_family node-tools github.com/containernetworking/plugins/plugins/ipam/host-local github.com/containernetworking/plugins/plugins/main/bridge github.com/containernetworking/plugins/plugins/main/loopback ./pause ./testbox
 build_family helm helm.sh/helm/v3/cmd/helm
+build_family kube-state-metrics k8s.io/kube-state-metrics/v2
+build_family dashboard-linter github.com/grafana/dashboard-linter
 echo "$bin"
