@@ -16,7 +16,7 @@ build_family() { # family package...
   local family="$1"; shift
   local dir="$here/go/$family"
   # Contents only, not paths: every checkout of the same versions shares one build.
-  local key; key="$(cat "$dir/go.sum" "$dir/go.mod" "$dir"/*.go | sha256sum | cut -c1-16)"
+  local key; key="$(cat "$dir/go.sum" "$dir/go.mod" "$dir"/*.go $(compgen -G "$dir/*.sed") | sha256sum | cut -c1-16)"
   local out="$cache/$family-$key"
   if [ ! -f "$out/.complete" ]; then
     echo "build-binaries: building $family into $out (first time on this machine; minutes)" >&2
@@ -28,13 +28,34 @@ build_family() { # family package...
       stamp="$stamp -X $cv.gitVersion=$k8s_version -X $cv.gitMajor=1 -X $cv.gitMinor=35 -X $cv.gitTreeState=clean"
       ldflags="$ldflags $stamp"
     fi
-    (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -tags selinux,notest -trimpath -ldflags "$ldflags" -o "$out/" "$@")
+    local extra=()
+    if declare -F "before_build_$family" >/dev/null; then read -ra extra <<<"$("before_build_$family" "$dir" "$out")"; fi
+    (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -tags selinux,notest -trimpath -ldflags "$ldflags" "${extra[@]}" -o "$out/" "$@")
+    if declare -F "after_build_$family" >/dev/null; then "after_build_$family" "$dir" "$out"; fi
     touch "$out/.complete"
   fi
   for f in "$out"/*; do ln -sfn "$f" "$bin/$(basename "$f")"; done
 }
 
+# Kueue's manager reads its metrics certificate from a fixed folder under /etc
+# unless it manages certificates itself (which would name them for an in-cluster
+# Service); a build overlay (main.go.sed) lets the harness point it elsewhere.
+kueue_module() { (cd "$1" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' sigs.k8s.io/kueue); }
+before_build_kueue() { # dir out → extra go build flags
+  local src; src="$(kueue_module "$1")/cmd/kueue/main.go"
+  sed -f "$1/main.go.sed" "$src" >"$2/.main.go"
+  printf '{"Replace":{"%s":"%s"}}' "$src" "$2/.main.go" >"$2/.overlay.json"
+  echo "-overlay=$2/.overlay.json"
+}
+after_build_kueue() { # dir out: the CRDs and webhook configurations of the same release, for the harness
+  local src; src="$(kueue_module "$1")/config/components"
+  mkdir -p "$2/kueue-manifests"
+  cp "$src"/crd/bases/*.yaml "$src/webhook/manifests.yaml" "$2/kueue-manifests/"
+  chmod -R u+w "$2/kueue-manifests"
+}
+
 build_family etcd .
 build_family kubernetes k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
 build_family kwok sigs.k8s.io/kwok/cmd/kwok
+build_family kueue sigs.k8s.io/kueue/cmd/kueue
 echo "$bin"

@@ -19,7 +19,7 @@ function openssl(args: string[]): void {
   execFileSync("openssl", args, { stdio: ["ignore", "ignore", "pipe"] });
 }
 
-function signedCert(dir: string, name: string, subject: string, extensions: string): void {
+export function signedCert(dir: string, name: string, subject: string, extensions: string): void {
   const key = join(dir, `${name}.key`);
   const csr = join(dir, `${name}.csr`);
   const ext = join(dir, `${name}.ext`);
