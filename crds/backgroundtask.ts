@@ -321,6 +321,7 @@ export const phases = [
   "Pending",
   "Ready",
   "Running",
+  "Queued",
   "Suspended",
   "Invalid",
   "Failing",
@@ -333,7 +334,7 @@ export const backgroundTaskStatus = z.object({
     .enum(phases)
     .optional()
     .describe(
-      "One-word summary: Pending, Ready, Running, Suspended, Invalid, Failing or CircuitOpen.",
+      "One-word summary: Pending, Ready, Running, Queued, Suspended, Invalid, Failing or CircuitOpen.",
     ),
   conditions: z
     .array(condition)
@@ -362,10 +363,13 @@ export const backgroundTaskStatus = z.object({
       z.object({
         name: z.string().describe("Job name."),
         startTime: time.optional().describe("Start."),
+        queuedSince: time
+          .optional()
+          .describe("Set while the run waits in its Kueue queue for admission: since when."),
       }),
     )
     .optional()
-    .describe("Runs in progress."),
+    .describe("Runs in progress or queued."),
   lastRun: z
     .object({
       jobName: z.string().describe("Job of the run."),
@@ -374,6 +378,10 @@ export const backgroundTaskStatus = z.object({
       completionTime: time.optional().describe("End."),
       durationSeconds: z.number().optional().describe("Duration in seconds."),
       exitCode: z.int().optional().describe("Exit code of the runner."),
+      queuedSeconds: z
+        .int()
+        .optional()
+        .describe("Seconds the run waited in its Kueue queue before admission."),
       reason: z
         .string()
         .optional()

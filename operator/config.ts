@@ -10,6 +10,32 @@ const boolish = z.union([
   z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1"),
 ]);
 
+/** The PriorityClasses (and WorkloadPriorityClasses) the chart creates. */
+export const DEFAULT_PRIORITY_CLASSES =
+  "low=nightshift-low,high=nightshift-high,critical=nightshift-critical";
+
+/** "level=name,..." pairs, levels from spec.priority. */
+function priorityMap(className: string) {
+  return (v: string, ctx: z.RefinementCtx) => {
+    const map: Partial<Record<(typeof priorities)[number], string>> = {};
+    for (const pair of v
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean)) {
+      const [priority, name] = pair.split("=");
+      if (!priority || !name || !(priorities as readonly string[]).includes(priority)) {
+        ctx.addIssue({
+          code: "custom",
+          message: `expected priority=${className} pairs with priority in ${priorities.join(", ")}, got ${JSON.stringify(pair)}`,
+        });
+        return z.NEVER;
+      }
+      map[priority as (typeof priorities)[number]] = name;
+    }
+    return map;
+  };
+}
+
 export const configSchema = z.object({
   namespaces: z
     .string()
@@ -44,28 +70,31 @@ export const configSchema = z.object({
     .default(process.env.POD_NAME ?? `${hostname()}-${process.pid}`),
   priorityClasses: z
     .string()
-    .default("")
-    .transform((v, ctx) => {
-      const map: Partial<Record<(typeof priorities)[number], string>> = {};
-      for (const pair of v
-        .split(",")
-        .map((s) => s.trim())
-        .filter(Boolean)) {
-        const [priority, className] = pair.split("=");
-        if (!priority || !className || !(priorities as readonly string[]).includes(priority)) {
-          ctx.addIssue({
-            code: "custom",
-            message: `expected priority=PriorityClass pairs with priority in ${priorities.join(", ")}, got ${JSON.stringify(pair)}`,
-          });
-          return z.NEVER;
-        }
-        map[priority as (typeof priorities)[number]] = className;
-      }
-      return map;
-    })
+    .default(DEFAULT_PRIORITY_CLASSES)
+    .transform(priorityMap("PriorityClass"))
     .describe(
-      "Mapping of spec.priority to PriorityClass names, e.g. low=nightshift-low,high=nightshift-high.",
+      "Mapping of spec.priority to PriorityClass names, e.g. low=nightshift-low,high=nightshift-high; normal may stay unmapped (the cluster default).",
     ),
+  workloadPriorityClasses: z
+    .string()
+    .transform(priorityMap("WorkloadPriorityClass"))
+    .optional()
+    .describe(
+      "Mapping of spec.priority to Kueue WorkloadPriorityClass names for tasks with a queueName; the PriorityClass names by default.",
+    ),
+  startRate: z.coerce
+    .number()
+    .min(0)
+    .default(0)
+    .describe(
+      "Cluster-wide limit on run starts per second (0: none); runs due together are spread by it.",
+    ),
+  startBurst: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .optional()
+    .describe("Runs that may start at once before the start rate applies; the rate by default."),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
 });
 
@@ -82,6 +111,9 @@ const ENV: Record<keyof OperatorConfig, string> = {
   leaderElectionId: "NIGHTSHIFT_LEADER_ELECTION_ID",
   identity: "NIGHTSHIFT_IDENTITY",
   priorityClasses: "NIGHTSHIFT_PRIORITY_CLASSES",
+  workloadPriorityClasses: "NIGHTSHIFT_WORKLOAD_PRIORITY_CLASSES",
+  startRate: "NIGHTSHIFT_START_RATE",
+  startBurst: "NIGHTSHIFT_START_BURST",
   logLevel: "LOG_LEVEL",
 };
 
@@ -96,6 +128,9 @@ const FLAGS: Record<keyof OperatorConfig, string> = {
   leaderElectionId: "leader-election-id",
   identity: "identity",
   priorityClasses: "priority-classes",
+  workloadPriorityClasses: "workload-priority-classes",
+  startRate: "start-rate",
+  startBurst: "start-burst",
   logLevel: "log-level",
 };
 

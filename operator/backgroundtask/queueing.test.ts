@@ -17,7 +17,9 @@ describe("priority mapping", () => {
       priorityClassName: "ns-high",
       workloadPriorityClass: "ns-high",
     });
-    expect(resolvePriority({ priority: "high" }, settings)).toEqual({ priorityClassName: "ns-high" });
+    expect(resolvePriority({ priority: "high" }, settings)).toEqual({
+      priorityClassName: "ns-high",
+    });
     expect(
       resolvePriority(
         { priority: "low", queueName: "batch" },
@@ -29,7 +31,8 @@ describe("priority mapping", () => {
   it("lets normal stay unmapped (the cluster default) but no other level", () => {
     expect(resolvePriority({ priority: "normal", queueName: "batch" }, settings)).toEqual({});
     expect(resolvePriority({ priority: "critical" }, settings)).toEqual({
-      unmapped: '"critical" maps to no PriorityClass (operator setting --priority-classes maps low, high)',
+      unmapped:
+        '"critical" maps to no PriorityClass (operator setting --priority-classes maps low, high)',
     });
     expect(
       resolvePriority(
@@ -40,7 +43,11 @@ describe("priority mapping", () => {
   });
 
   it("turns an unmapped priority into SpecValid=False naming spec.priority", () => {
-    const valid = { valid: true, spec: { priority: "critical" }, references: ["Secret/db"] } as unknown as ValidTask;
+    const valid = {
+      valid: true,
+      spec: { priority: "critical" },
+      references: ["Secret/db"],
+    } as unknown as ValidTask;
     expect(withPriorityCheck(valid, settings)).toMatchObject({
       valid: false,
       reason: "UnmappedPriority",
@@ -61,7 +68,9 @@ const job = (status: RunJob["status"]): RunJob => ({
 describe("queued runs", () => {
   it("is queued while suspended without a start, and waited until its admission", () => {
     const waiting = job({
-      conditions: [{ type: "Suspended", status: "True", lastTransitionTime: "2026-01-01T00:00:01Z" }],
+      conditions: [
+        { type: "Suspended", status: "True", lastTransitionTime: "2026-01-01T00:00:01Z" },
+      ],
     });
     expect(isQueued(waiting)).toBe(true);
     expect(queuedSince(waiting)).toBe("2026-01-01T00:00:01Z");

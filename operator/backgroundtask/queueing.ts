@@ -97,3 +97,9 @@ export function queueWaitSeconds(job: RunJob): number | undefined {
   if (!wasSuspended) return undefined;
   return Math.max(0, Math.round((Date.parse(started) - Date.parse(created)) / 1000));
 }
+
+/** The lastRun field for a run's queue wait: present only for runs that waited in a queue. */
+export function queueWait(job: RunJob): { queuedSeconds?: number } {
+  const seconds = queueWaitSeconds(job);
+  return seconds === undefined ? {} : { queuedSeconds: seconds };
+}

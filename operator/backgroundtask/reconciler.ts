@@ -39,6 +39,7 @@ import {
   RUN_FINALIZER,
   RUN_NOW_ANNOTATION,
 } from "./labels.ts";
+import { isQueued, queuedSince, withPriorityCheck } from "./queueing.ts";
 import { planRetry } from "./retry.ts";
 import { type CronJobTemplateSource, type RunKind, runJob, runJobName } from "./run-jobs.ts";
 import {
@@ -106,7 +107,10 @@ export class BackgroundTaskReconciler {
     const target = { apiVersion: API_VERSION, kind: KIND, metadata: task.metadata };
     const annotations = task.metadata.annotations ?? {};
 
-    const validation = validateTask(task, this.deps.references);
+    const validation = withPriorityCheck(
+      validateTask(task, this.deps.references),
+      this.deps.settings,
+    );
     this.deps.trackReferences(key, namespace, validation.references);
     const previousValid = task.status?.conditions?.find((c) => c.type === "SpecValid");
     if (
@@ -266,6 +270,7 @@ export class BackgroundTaskReconciler {
       ...activeJobs.map((j) => ({
         name: j.metadata.name,
         ...(j.status?.startTime ? { startTime: j.status.startTime } : {}),
+        ...(isQueued(j) ? { queuedSince: queuedSince(j) } : {}),
       })),
       ...started
         .filter((s) => !activeJobs.some((j) => j.metadata.name === s.name))

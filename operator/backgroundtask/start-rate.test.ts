@@ -3,7 +3,11 @@ import { planStarts, type StartBucket, type WaitingStart } from "./start-rate.ts
 
 const limit = { rate: 10, burst: 5 };
 const waiting = (n: number, priority = 0): WaitingStart[] =>
-  Array.from({ length: n }, (_, i) => ({ key: `ns/run-${String(i).padStart(3, "0")}`, priority, sinceMs: 0 }));
+  Array.from({ length: n }, (_, i) => ({
+    key: `ns/run-${String(i).padStart(3, "0")}`,
+    priority,
+    sinceMs: 0,
+  }));
 
 /** Releases every run the way the shell does: plan, wait as told, plan again. */
 function drain(runs: WaitingStart[], rate = limit) {

@@ -39,7 +39,11 @@ export interface StartPlan {
 }
 
 /** The bucket at `nowMs`: refilled at `rate`, capped at `burst`; full when new. */
-export function refill(bucket: StartBucket | undefined, nowMs: number, limit: StartRate): StartBucket {
+export function refill(
+  bucket: StartBucket | undefined,
+  nowMs: number,
+  limit: StartRate,
+): StartBucket {
   if (!bucket) return { tokens: limit.burst, atMs: nowMs };
   const elapsed = Math.max(0, nowMs - bucket.atMs) / 1000;
   return { tokens: Math.min(limit.burst, bucket.tokens + elapsed * limit.rate), atMs: nowMs };
@@ -61,5 +65,9 @@ export function planStarts(
   const next: StartBucket = { tokens: current.tokens - count, atMs: nowMs };
   if (waiting.length === count) return { release, bucket: next };
   const missing = 1 - (next.tokens % 1);
-  return { release, bucket: next, retryInMs: Math.max(1, Math.ceil((missing / limit.rate) * 1000)) };
+  return {
+    release,
+    bucket: next,
+    retryInMs: Math.max(1, Math.ceil((missing / limit.rate) * 1000)),
+  };
 }

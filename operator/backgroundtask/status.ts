@@ -23,7 +23,7 @@ export interface StatusInput {
   /** The status after recording runs and deciding circuit, retry and run-now: counters and run fields come from here. */
   runState?: BackgroundTaskStatus;
   /** Run Jobs still running. */
-  activeRuns?: Array<{ name: string; startTime?: string }>;
+  activeRuns?: Array<{ name: string; startTime?: string; queuedSince?: string }>;
   validation: Validation;
   cronJob: LiveCronJob | undefined;
   /** Whether the live CronJob carries the desired template. */
@@ -181,7 +181,8 @@ function phaseOf(
     return "CircuitOpen";
   if (suspended) return "Suspended";
   if (!ready) return "Pending";
-  if ((status.active?.length ?? 0) > 0) return "Running";
+  if ((status.active?.length ?? 0) > 0)
+    return status.active?.every((run) => run.queuedSince) ? "Queued" : "Running";
   if ((status.consecutiveFailures ?? 0) > 0) return "Failing";
   return "Ready";
 }
