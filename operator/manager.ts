@@ -10,6 +10,7 @@ import {
   JOBS_BY_TASK,
   PODS_BY_JOB,
 } from "./backgroundtask/reconciler.ts";
+import { isGated, StartGate } from "./backgroundtask/start-gate.ts";
 import type { OperatorConfig } from "./config.ts";
 import { Controller } from "./runtime/controller.ts";
 import { EventRecorder } from "./runtime/events.ts";
@@ -40,8 +41,13 @@ function slimPod(pod: KubeObject): KubeObject {
     | undefined;
   const { name, namespace, uid, resourceVersion, labels, annotations, creationTimestamp } =
     pod.metadata;
+  // Only pods held by the start rate keep (just) their gates and priority, for the start gate.
+  const spec = pod.spec as { schedulingGates?: unknown[]; priority?: number } | undefined;
   return {
     metadata: { name, namespace, uid, resourceVersion, labels, annotations, creationTimestamp },
+    ...(spec?.schedulingGates?.length
+      ? { spec: { schedulingGates: spec.schedulingGates, priority: spec.priority } }
+      : {}),
     status: {
       phase: status?.phase,
       containerStatuses: status?.containerStatuses?.map((c) => ({
@@ -61,6 +67,7 @@ export class Manager {
   readonly secrets: Informer<KubeObject>[] = [];
   readonly configMaps: Informer<KubeObject>[] = [];
   readonly controller: Controller;
+  private readonly startGate?: StartGate;
   private readonly elector?: LeaderElector;
   private server?: Server;
   private readonly referencedBy = new Map<string, Set<string>>();
@@ -170,6 +177,21 @@ export class Manager {
       this.metrics,
     );
     this.metrics.watchRequests(client.requestCounts);
+    if (config.startRate > 0) {
+      const gate = new StartGate(
+        client,
+        new InformerGroup(this.pods),
+        {
+          rate: config.startRate,
+          burst: config.startBurst ?? Math.max(1, Math.ceil(config.startRate)),
+        },
+        this.metrics.registry,
+        log.child({ component: "start-gate" }),
+      );
+      this.startGate = gate;
+      const notify = (pod: KubeObject) => isGated(pod as never) && gate.notify();
+      for (const informer of this.pods) informer.addHandlers({ onAdd: notify, onUpdate: notify });
+    }
 
     const enqueue = (key: string | undefined) => key && this.controller.enqueue(key);
     for (const informer of this.tasks) {
@@ -263,10 +285,12 @@ export class Manager {
     for (const informer of this.tasks)
       for (const task of informer.list()) this.controller.enqueue(objectKey(task));
     this.controller.start();
+    this.startGate?.start();
   }
 
   /** Graceful stop: finish reconciles in flight, release the lease, stop watches. */
   async stop(): Promise<void> {
+    this.startGate?.stop();
     await this.controller.stop();
     await this.elector?.release();
     for (const informer of this.allInformers) informer.stop();
