@@ -5,7 +5,15 @@
 // the webhook configurations first so no Job creation elsewhere can fail.
 // One Kueue per control plane at a time (it runs without leader election).
 import { execFileSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { parse, parseAllDocuments } from "yaml";
@@ -32,11 +40,15 @@ export async function startKueue(options: KueueOptions): Promise<KueueController
   const log = options.log ?? (() => {});
   const workDir = mkdtempSync(join(tmpdir(), "nightshift-kueue-"));
   const kubectl = (args: string[], input?: string) =>
-    execFileSync(join(options.binDir, "kubectl"), [`--kubeconfig=${options.kubeconfigPath}`, ...args], {
-      encoding: "utf8",
-      input,
-      stdio: ["pipe", "pipe", "pipe"],
-    });
+    execFileSync(
+      join(options.binDir, "kubectl"),
+      [`--kubeconfig=${options.kubeconfigPath}`, ...args],
+      {
+        encoding: "utf8",
+        input,
+        stdio: ["pipe", "pipe", "pipe"],
+      },
+    );
   const manifests = join(options.binDir, "kueue-manifests");
 
   // Serving certificate for 127.0.0.1, signed by the CA the kube-apiserver trusts.
@@ -58,7 +70,9 @@ export async function startKueue(options: KueueOptions): Promise<KueueController
   for (const file of crds)
     kubectl(["apply", "--server-side", "--force-conflicts", "-f", join(manifests, file)]);
   // kueue.x-k8s.io_workloads.yaml holds crd/workloads.kueue.x-k8s.io.
-  const crdNames = crds.map((f) => `crd/${f.replace(/^kueue\.x-k8s\.io_(.*)\.yaml$/, "$1")}.kueue.x-k8s.io`);
+  const crdNames = crds.map(
+    (f) => `crd/${f.replace(/^kueue\.x-k8s\.io_(.*)\.yaml$/, "$1")}.kueue.x-k8s.io`,
+  );
   kubectl(["wait", "--for=condition=Established", ...crdNames, "--timeout=60s"]);
   if (!kubectl(["get", "namespace", "kueue-system", "--ignore-not-found", "-o", "name"]).trim())
     kubectl(["create", "namespace", "kueue-system"]);
@@ -103,7 +117,14 @@ export async function startKueue(options: KueueOptions): Promise<KueueController
     logFile,
   );
   const stop = async () => {
-    kubectl(["delete", "mutatingwebhookconfiguration,validatingwebhookconfiguration", "-l", `app=${WEBHOOK_NAME}`, "--ignore-not-found", "--wait=false"]);
+    kubectl([
+      "delete",
+      "mutatingwebhookconfiguration,validatingwebhookconfiguration",
+      "-l",
+      `app=${WEBHOOK_NAME}`,
+      "--ignore-not-found",
+      "--wait=false",
+    ]);
     await stopProcess(proc);
     rmSync(workDir, { recursive: true, force: true });
   };
@@ -123,7 +144,11 @@ export async function startKueue(options: KueueOptions): Promise<KueueController
     const caBundle = Buffer.from(readFileSync(caCert)).toString("base64");
     kubectl(
       ["apply", "--server-side", "--force-conflicts", "-f", "-"],
-      webhookConfigurations(readFileSync(join(manifests, "manifests.yaml"), "utf8"), webhookPort ?? 0, caBundle),
+      webhookConfigurations(
+        readFileSync(join(manifests, "manifests.yaml"), "utf8"),
+        webhookPort ?? 0,
+        caBundle,
+      ),
     );
     log("kueue ready");
   } catch (error) {
@@ -138,7 +163,11 @@ export async function startKueue(options: KueueOptions): Promise<KueueController
  * at 127.0.0.1 instead of an in-cluster Service; Job webhooks only in
  * namespaces labelled for Kueue.
  */
-export function webhookConfigurations(manifestYaml: string, port: number, caBundle: string): string {
+export function webhookConfigurations(
+  manifestYaml: string,
+  port: number,
+  caBundle: string,
+): string {
   const items = [];
   for (const doc of parseAllDocuments(manifestYaml)) {
     const config = doc.toJS() as {
@@ -151,14 +180,23 @@ export function webhookConfigurations(manifestYaml: string, port: number, caBund
     } | null;
     if (!config) continue;
     const webhooks = config.webhooks
-      .filter((w) => w.rules.some((r) => r.apiGroups.some((g) => g === "kueue.x-k8s.io" || g === "batch")))
+      .filter((w) =>
+        w.rules.some((r) => r.apiGroups.some((g) => g === "kueue.x-k8s.io" || g === "batch")),
+      )
       .map((w) => {
         const isJob = w.rules.some((r) => r.apiGroups.includes("batch"));
         return {
           ...w,
-          clientConfig: { url: `https://127.0.0.1:${port}${w.clientConfig.service?.path ?? "/"}`, caBundle },
+          clientConfig: {
+            url: `https://127.0.0.1:${port}${w.clientConfig.service?.path ?? "/"}`,
+            caBundle,
+          },
           ...(isJob
-            ? { namespaceSelector: { matchLabels: { [KUEUE_NAMESPACE_LABEL.key]: KUEUE_NAMESPACE_LABEL.value } } }
+            ? {
+                namespaceSelector: {
+                  matchLabels: { [KUEUE_NAMESPACE_LABEL.key]: KUEUE_NAMESPACE_LABEL.value },
+                },
+              }
             : {}),
         };
       });

@@ -16,6 +16,9 @@ export interface OperatorOptions {
   identity?: string;
   runnerImage?: string;
   priorityClasses?: string;
+  workloadPriorityClasses?: string;
+  startRate?: number;
+  startBurst?: number;
   workers?: number;
 }
 
@@ -51,6 +54,10 @@ export class OperatorProcess {
       args.push(`--leader-election-namespace=${options.leaderElectionNamespace}`);
     if (options.identity) args.push(`--identity=${options.identity}`);
     if (options.priorityClasses) args.push(`--priority-classes=${options.priorityClasses}`);
+    if (options.workloadPriorityClasses)
+      args.push(`--workload-priority-classes=${options.workloadPriorityClasses}`);
+    if (options.startRate) args.push(`--start-rate=${options.startRate}`);
+    if (options.startBurst) args.push(`--start-burst=${options.startBurst}`);
     // setpriv: the operator dies with the test worker, whatever happens to it.
     const child = spawn("setpriv", ["--pdeathsig", "KILL", "--", process.execPath, ...args], {
       env: { ...process.env, KUBECONFIG: inject("kubeconfigPath") },
