@@ -422,6 +422,16 @@ export const backgroundTaskStatus = z.object({
     .string()
     .optional()
     .describe("Last nightshift.dev/run-now annotation value acted on."),
+  deferral: z
+    .object({
+      since: time.describe("When the current deferral episode began."),
+      active: z
+        .boolean()
+        .describe("True while runs are held back; false once the longest deferral was reached."),
+      message: z.string().optional().describe("Why runs are held back."),
+    })
+    .optional()
+    .describe("Set while a low-priority task's runs are deferred because its queue is saturated."),
 });
 
 export const backgroundTask = z.object({

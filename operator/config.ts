@@ -4,6 +4,7 @@ import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { priorities } from "../crds/backgroundtask.ts";
+import { parseDuration } from "../crds/duration.ts";
 
 const boolish = z.union([
   z.boolean(),
@@ -95,6 +96,42 @@ export const configSchema = z.object({
     .min(1)
     .optional()
     .describe("Runs that may start at once before the start rate applies; the rate by default."),
+  queueSaturation: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(0)
+    .describe(
+      "Pending workloads in a Kueue LocalQueue at which it counts as saturated and tasks of --deferred-priorities using it are deferred (0: never).",
+    ),
+  deferredPriorities: z
+    .string()
+    .default("low")
+    .transform((v, ctx) => {
+      const levels = v
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean);
+      const bad = levels.find((l) => !(priorities as readonly string[]).includes(l));
+      if (bad) {
+        ctx.addIssue({ code: "custom", message: `unknown priority ${JSON.stringify(bad)}` });
+        return z.NEVER;
+      }
+      return levels as Array<(typeof priorities)[number]>;
+    })
+    .describe("Priority levels deferred while their queue is saturated."),
+  maxDeferral: z
+    .string()
+    .default("1h")
+    .transform((v, ctx) => {
+      try {
+        return parseDuration(v);
+      } catch (error) {
+        ctx.addIssue({ code: "custom", message: String((error as Error).message) });
+        return z.NEVER;
+      }
+    })
+    .describe("Longest a task is deferred per saturation episode, e.g. 30m."),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
 });
 
@@ -114,6 +151,9 @@ const ENV: Record<keyof OperatorConfig, string> = {
   workloadPriorityClasses: "NIGHTSHIFT_WORKLOAD_PRIORITY_CLASSES",
   startRate: "NIGHTSHIFT_START_RATE",
   startBurst: "NIGHTSHIFT_START_BURST",
+  queueSaturation: "NIGHTSHIFT_QUEUE_SATURATION",
+  deferredPriorities: "NIGHTSHIFT_DEFERRED_PRIORITIES",
+  maxDeferral: "NIGHTSHIFT_MAX_DEFERRAL",
   logLevel: "LOG_LEVEL",
 };
 
@@ -131,6 +171,9 @@ const FLAGS: Record<keyof OperatorConfig, string> = {
   workloadPriorityClasses: "workload-priority-classes",
   startRate: "start-rate",
   startBurst: "start-burst",
+  queueSaturation: "queue-saturation",
+  deferredPriorities: "deferred-priorities",
+  maxDeferral: "max-deferral",
   logLevel: "log-level",
 };
 

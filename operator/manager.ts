@@ -3,12 +3,14 @@
 // leader election, events, and the health/metrics server.
 import type { Server } from "node:http";
 import type { Logger } from "pino";
+import { Gauge } from "prom-client";
 import { API_VERSION, PLURAL } from "../crds/backgroundtask.ts";
 import { MANAGED_SELECTOR, ownerTaskKey } from "./backgroundtask/labels.ts";
 import {
   BackgroundTaskReconciler,
   JOBS_BY_TASK,
   PODS_BY_JOB,
+  type ReconcilerDeps,
 } from "./backgroundtask/reconciler.ts";
 import { isGated, StartGate } from "./backgroundtask/start-gate.ts";
 import type { OperatorConfig } from "./config.ts";
@@ -21,6 +23,7 @@ import { LeaderElector } from "./runtime/leader-election.ts";
 import { OperatorMetrics } from "./runtime/metrics.ts";
 
 const CONTROLLER_NAME = "backgroundtask";
+const TASKS_BY_QUEUE = "queue";
 
 function collectionPath(prefix: string, resource: string, namespace?: string): string {
   return namespace ? `${prefix}/namespaces/${namespace}/${resource}` : `${prefix}/${resource}`;
@@ -58,6 +61,16 @@ function slimPod(pod: KubeObject): KubeObject {
   };
 }
 
+/** LocalQueues are cached as their pending count only. */
+function slimLocalQueue(queue: KubeObject): KubeObject {
+  const { name, namespace, uid, resourceVersion } = queue.metadata;
+  const status = queue.status as { pendingWorkloads?: number } | undefined;
+  return {
+    metadata: { name, namespace, uid, resourceVersion },
+    status: { pendingWorkloads: status?.pendingWorkloads ?? 0 },
+  };
+}
+
 export class Manager {
   readonly metrics = new OperatorMetrics();
   readonly tasks: Informer<KubeObject>[] = [];
@@ -66,6 +79,8 @@ export class Manager {
   readonly pods: Informer<KubeObject>[] = [];
   readonly secrets: Informer<KubeObject>[] = [];
   readonly configMaps: Informer<KubeObject>[] = [];
+  /** Kueue LocalQueues (just their pending count), only with --queue-saturation. */
+  readonly localQueues: Informer<KubeObject>[] = [];
   readonly controller: Controller;
   private readonly startGate?: StartGate;
   private readonly elector?: LeaderElector;
@@ -134,6 +149,15 @@ export class Manager {
           log: informerLog,
         }),
       );
+      if (config.queueSaturation > 0)
+        this.localQueues.push(
+          new Informer(client, {
+            name: `localqueues/${where}`,
+            path: collectionPath("/apis/kueue.x-k8s.io/v1beta2", "localqueues", ns),
+            transform: slimLocalQueue,
+            log: informerLog,
+          }),
+        );
     }
     for (const informer of this.jobs)
       informer.addIndex(JOBS_BY_TASK, (job) => [ownerTaskKey(job) ?? ""].filter(Boolean));
@@ -168,6 +192,7 @@ export class Manager {
       log: log.child({ controller: CONTROLLER_NAME }),
       trackReferences: (taskKey, namespace, references) =>
         this.trackReferences(taskKey, namespace, references),
+      deferral: config.queueSaturation > 0 ? this.deferral(config) : undefined,
     });
     this.controller = new Controller(
       CONTROLLER_NAME,
@@ -253,8 +278,51 @@ export class Manager {
     return this.leading;
   }
 
+  /** Deferral wiring: LocalQueue load from the cache, queue changes re-queue their tasks, a gauge of deferred tasks. */
+  private deferral(config: OperatorConfig): NonNullable<ReconcilerDeps["deferral"]> {
+    for (const informer of this.tasks)
+      informer.addIndex(TASKS_BY_QUEUE, (task) => {
+        const queue = (task.spec as { queueName?: string } | undefined)?.queueName;
+        return queue ? [`${task.metadata.namespace}/${queue}`] : [];
+      });
+    const tasks = new InformerGroup(this.tasks);
+    for (const informer of this.localQueues) {
+      const requeue = (queue: KubeObject) => {
+        for (const task of tasks.byIndex(TASKS_BY_QUEUE, objectKey(queue)))
+          this.controller.enqueue(objectKey(task));
+      };
+      informer.addHandlers({ onAdd: requeue, onUpdate: requeue, onDelete: requeue });
+    }
+    const deferred = new Set<string>();
+    const gauge = new Gauge({
+      name: "nightshift_tasks_deferred",
+      help: "Tasks whose runs are held back because their Kueue queue is saturated",
+      registers: [this.metrics.registry],
+    });
+    const queues = new InformerGroup(this.localQueues);
+    return {
+      policy: {
+        saturatedAt: config.queueSaturation,
+        levels: config.deferredPriorities,
+        maxDeferralMs: config.maxDeferral,
+      },
+      load: (namespace, queueName) => {
+        const queue = queues.get(`${namespace}/${queueName}`);
+        const pending = (queue?.status as { pendingWorkloads?: number } | undefined)
+          ?.pendingWorkloads;
+        return queue ? { pending: pending ?? 0 } : undefined;
+      },
+      onDecision: (taskKey, isDeferred) => {
+        if (isDeferred) deferred.add(taskKey);
+        else deferred.delete(taskKey);
+        gauge.set(deferred.size);
+      },
+    };
+  }
+
   private get allInformers(): Informer<KubeObject>[] {
     return [
+      ...this.localQueues,
       ...this.secrets,
       ...this.configMaps,
       ...this.pods,

@@ -16,7 +16,7 @@ describe("deferring low-priority runs while their queue is saturated", () => {
     expect(d).toEqual({
       deferred: true,
       since: "2026-01-01T10:00:00Z",
-      message: expect.stringContaining("queue batch has 10 pending workloads"),
+      message: expect.stringContaining("queue batch is saturated (10 or more pending workloads)"),
       reviewInMs: 30 * 60_000,
     });
   });

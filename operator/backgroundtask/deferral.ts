@@ -11,7 +11,8 @@
 // drains; the shell keeps `since` for as long as it is returned), and
 // hysteresis stops flapping: deferral starts at `saturatedAt` pending
 // workloads and ends below half of it.
-import type { priorities } from "../../crds/backgroundtask.ts";
+import type { BackgroundTaskStatus, priorities } from "../../crds/backgroundtask.ts";
+import type { ConditionInput } from "./conditions.ts";
 
 export type Priority = (typeof priorities)[number];
 
@@ -56,7 +57,39 @@ export function decideDeferral(input: {
   return {
     deferred: true,
     since,
-    message: `queue ${queueName} has ${load.pending} pending workloads (saturated at ${policy.saturatedAt}); ${priority}-priority runs wait up to ${Math.round(policy.maxDeferralMs / 60_000)}m until it drains below ${Math.ceil(policy.saturatedAt / 2)}`,
+    // Stable while the episode lasts, so the status is not rewritten as the queue moves.
+    message: `queue ${queueName} is saturated (${policy.saturatedAt} or more pending workloads); ${priority}-priority runs wait up to ${Math.round(policy.maxDeferralMs / 60_000)}m, until it drains below ${Math.ceil(policy.saturatedAt / 2)}`,
     reviewInMs: policy.maxDeferralMs - elapsed,
+  };
+}
+
+/** The status a deferral decision leaves: kept for the whole episode, dropped when it ends. */
+export function deferralStatus(decision: Deferral): BackgroundTaskStatus["deferral"] {
+  if (decision.deferred) return { since: decision.since, active: true, message: decision.message };
+  if ("since" in decision) return { since: decision.since, active: false };
+  return undefined;
+}
+
+/** Condition Deferred, shown for tasks with a queue. */
+export function deferredCondition(
+  deferral: BackgroundTaskStatus["deferral"],
+  generation: number | undefined,
+): ConditionInput {
+  if (deferral?.active)
+    return {
+      type: "Deferred",
+      status: "True",
+      reason: "QueueSaturated",
+      message: deferral.message ?? "queue saturated",
+      observedGeneration: generation,
+    };
+  return {
+    type: "Deferred",
+    status: "False",
+    reason: deferral ? "MaxDeferralReached" : "QueueAvailable",
+    message: deferral
+      ? "deferred as long as allowed: runs go to the queue until it drains"
+      : "runs go to the queue when due",
+    observedGeneration: generation,
   };
 }

@@ -30,6 +30,7 @@ import {
 } from "../runtime/kube-client.ts";
 import { isoSeconds as iso } from "../runtime/time.ts";
 import { type Circuit, circuitAfterRuns, isOpen, trialDueAt } from "./circuit.ts";
+import { type DeferralPolicy, decideDeferral, deferralStatus, type QueueLoad } from "./deferral.ts";
 import { type CronJobSettings, cronJobDrift, desiredCronJob } from "./desired-cronjob.ts";
 import {
   cronJobName,
@@ -76,6 +77,13 @@ export interface ReconcilerDeps {
   trackReferences: (taskKey: string, namespace: string, references: string[]) => void;
   now?: () => Date;
   random?: () => number;
+  /** Deferral of low-priority runs while their Kueue queue is saturated; off when undefined. */
+  deferral?: {
+    policy: DeferralPolicy;
+    /** Load of a LocalQueue, undefined when unknown. */
+    load: (namespace: string, queueName: string) => QueueLoad | undefined;
+    onDecision: (taskKey: string, deferred: boolean) => void;
+  };
 }
 
 const MAX_REQUEUE_MS = 6 * 3_600_000;
@@ -157,13 +165,37 @@ export class BackgroundTaskReconciler {
     if (circuit) state.circuit = circuit;
     else delete state.circuit;
 
-    // 2. The CronJob, suspended while the circuit is open.
+    // Low-priority runs wait (the schedule is held) while their queue is saturated.
+    const deferral =
+      spec && this.deps.deferral
+        ? decideDeferral({
+            priority: spec.priority,
+            queueName: spec.queueName,
+            load: spec.queueName ? this.deps.deferral.load(namespace, spec.queueName) : undefined,
+            deferredSince: state.deferral?.since,
+            now,
+            policy: this.deps.deferral.policy,
+          })
+        : undefined;
+    if (deferral) {
+      state.deferral = deferralStatus(deferral);
+      this.deps.deferral?.onDecision(key, deferral.deferred);
+      if (deferral.deferred)
+        requeueMs = Math.min(requeueMs ?? Infinity, deferral.reviewInMs + 1000);
+    }
+
+    // 2. The CronJob, suspended while the circuit is open or runs are deferred.
     let live = cronJobs.get(`${namespace}/${cronJobName(name)}`) as unknown as
       | (LiveCronJob & CronJobTemplateSource)
       | undefined;
     let upToDate = false;
     if (valid) {
-      const desired = desiredCronJob(task, valid, this.deps.settings, isOpen(state.circuit));
+      const desired = desiredCronJob(
+        task,
+        valid,
+        this.deps.settings,
+        isOpen(state.circuit) || deferral?.deferred === true,
+      );
       const drift = cronJobDrift(desired, live as never);
       upToDate = drift === undefined;
 

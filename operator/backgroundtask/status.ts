@@ -9,6 +9,7 @@ import type {
 } from "../../crds/backgroundtask.ts";
 import { isoSeconds } from "../runtime/time.ts";
 import { type ConditionInput, setCondition } from "./conditions.ts";
+import { deferredCondition } from "./deferral.ts";
 import { nextScheduleTime } from "./schedule.ts";
 import type { Validation } from "./validate.ts";
 
@@ -127,6 +128,8 @@ export function computeStatus(input: StatusInput): BackgroundTaskStatus {
       observedGeneration: generation,
     });
   }
+  const deferral = runState.deferral;
+  if (deferral || task.spec.queueName) wanted.push(deferredCondition(deferral, generation));
   // kstatus (Flux, Helm 4, Argo CD) reads these abnormal-true conditions; present only while true.
   if (!validation.valid) {
     wanted.push({
