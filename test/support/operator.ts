@@ -19,6 +19,7 @@ export interface OperatorOptions {
   workloadPriorityClasses?: string;
   startRate?: number;
   startBurst?: number;
+  queueSaturation?: number;
   workers?: number;
 }
 
@@ -58,6 +59,7 @@ export class OperatorProcess {
       args.push(`--workload-priority-classes=${options.workloadPriorityClasses}`);
     if (options.startRate) args.push(`--start-rate=${options.startRate}`);
     if (options.startBurst) args.push(`--start-burst=${options.startBurst}`);
+    if (options.queueSaturation) args.push(`--queue-saturation=${options.queueSaturation}`);
     // setpriv: the operator dies with the test worker, whatever happens to it.
     const child = spawn("setpriv", ["--pdeathsig", "KILL", "--", process.execPath, ...args], {
       env: { ...process.env, KUBECONFIG: inject("kubeconfigPath") },
