@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { desiredCronJob } from "./desired-cronjob.ts";
 import {
   isQueued,
   queuedSince,
@@ -7,7 +8,8 @@ import {
   withPriorityCheck,
 } from "./queueing.ts";
 import type { RunJob } from "./runs.ts";
-import type { ValidTask } from "./validate.ts";
+import { START_GATE } from "./start-rate.ts";
+import { type ValidTask, validateTask } from "./validate.ts";
 
 const settings = { priorityClasses: { low: "ns-low", high: "ns-high" } };
 
@@ -87,5 +89,52 @@ describe("queued runs", () => {
     const plain = job({ startTime: "2026-01-01T00:00:01Z" });
     expect(isQueued(plain)).toBe(false);
     expect(queueWaitSeconds(plain)).toBeUndefined();
+  });
+});
+
+describe("a queued task's CronJob", () => {
+  const task = {
+    apiVersion: "nightshift.dev/v1alpha1",
+    kind: "BackgroundTask",
+    metadata: { name: "nightly", namespace: "team-a", uid: "uid-1" },
+    spec: {
+      task: "http.request",
+      schedule: "0 2 * * *",
+      params: { url: "https://example.com" },
+      priority: "high" as const,
+      queueName: "batch",
+    },
+  };
+  const base = {
+    runnerImage: "runner:test",
+    runnerImagePullPolicy: "IfNotPresent" as const,
+    priorityClasses: { high: "nightshift-high" },
+  };
+
+  it("creates runs suspended for Kueue, with the queue and both priority classes", () => {
+    const validation = validateTask(task, { exists: () => true });
+    if (!validation.valid) throw new Error(validation.message);
+    const cronJob = desiredCronJob(task, validation, base);
+    const jobTemplate = cronJob.spec.jobTemplate as {
+      metadata: { labels: Record<string, string> };
+      spec: { suspend?: boolean; template: { spec: Record<string, unknown> } };
+    };
+    expect(jobTemplate.spec.suspend).toBe(true);
+    expect(jobTemplate.metadata.labels).toMatchObject({
+      "kueue.x-k8s.io/queue-name": "batch",
+      "kueue.x-k8s.io/priority-class": "nightshift-high",
+    });
+    expect(jobTemplate.spec.template.spec.priorityClassName).toBe("nightshift-high");
+    expect(jobTemplate.spec.template.spec.schedulingGates).toBeUndefined();
+  });
+
+  it("gates run pods when a start rate is set", () => {
+    const validation = validateTask(task, { exists: () => true });
+    if (!validation.valid) throw new Error(validation.message);
+    const cronJob = desiredCronJob(task, validation, { ...base, startRate: 5 });
+    const podSpec = (
+      cronJob.spec.jobTemplate.spec as { template: { spec: Record<string, unknown> } }
+    ).template.spec;
+    expect(podSpec.schedulingGates).toEqual([{ name: START_GATE }]);
   });
 });
