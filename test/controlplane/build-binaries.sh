@@ -28,9 +28,9 @@ build_family() { # family package...
       stamp="$stamp -X $cv.gitVersion=$k8s_version -X $cv.gitMajor=1 -X $cv.gitMinor=35 -X $cv.gitTreeState=clean"
       ldflags="$ldflags $stamp"
     fi
-    local extra=()
-    if declare -F "before_build_$family" >/dev/null; then read -ra extra <<<"$("before_build_$family" "$dir" "$out")"; fi
-    (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -tags selinux,notest -trimpath -ldflags "$ldflags" "${extra[@]}" -o "$out/" "$@")
+    local src="$dir"
+    if declare -F "prepare_$family" >/dev/null; then src="$("prepare_$family" "$dir" "$out")"; fi
+    (cd "$src" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -tags selinux,notest -trimpath -ldflags "$ldflags" -o "$out/" "$@")
     if declare -F "after_build_$family" >/dev/null; then "after_build_$family" "$dir" "$out"; fi
     touch "$out/.complete"
   fi
@@ -39,13 +39,17 @@ build_family() { # family package...
 
 # Kueue's manager reads its metrics certificate from a fixed folder under /etc
 # unless it manages certificates itself (which would name them for an in-cluster
-# Service); a build overlay (main.go.sed) lets the harness point it elsewhere.
+# Service). Its main package (one file, public imports only) is built from a
+# copy patched by main.go.sed, in a module beside the binary, so the harness
+# can point it elsewhere; the module cache stays untouched.
 kueue_module() { (cd "$1" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' sigs.k8s.io/kueue); }
-before_build_kueue() { # dir out → extra go build flags
-  local src; src="$(kueue_module "$1")/cmd/kueue/main.go"
-  sed -f "$1/main.go.sed" "$src" >"$2/.main.go"
-  printf '{"Replace":{"%s":"%s"}}' "$src" "$2/.main.go" >"$2/.overlay.json"
-  echo "-overlay=$2/.overlay.json"
+prepare_kueue() { # dir out → folder to build "." in
+  local src="$2/.src"
+  mkdir -p "$src"
+  cp "$1/go.mod" "$1/go.sum" "$src/"
+  sed -f "$1/main.go.sed" "$(kueue_module "$1")/cmd/kueue/main.go" >"$src/main.go"
+  grep -q KUEUE_METRICS_CERT_DIR "$src/main.go" || { echo "build-binaries: main.go.sed no longer applies to Kueue's main.go" >&2; exit 1; }
+  echo "$src"
 }
 after_build_kueue() { # dir out: the CRDs and webhook configurations of the same release, for the harness
   local src; src="$(kueue_module "$1")/config/components"
@@ -57,5 +61,5 @@ after_build_kueue() { # dir out: the CRDs and webhook configurations of the same
 build_family etcd .
 build_family kubernetes k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
 build_family kwok sigs.k8s.io/kwok/cmd/kwok
-build_family kueue sigs.k8s.io/kueue/cmd/kueue
+build_family kueue .
 echo "$bin"
