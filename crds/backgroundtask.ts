@@ -324,6 +324,7 @@ export const phases = [
   "Pending",
   "Ready",
   "Running",
+  "Queued",
   "Suspended",
   "Invalid",
   "Failing",
@@ -336,7 +337,7 @@ export const backgroundTaskStatus = z.object({
     .enum(phases)
     .optional()
     .describe(
-      "One-word summary: Pending, Ready, Running, Suspended, Invalid, Failing or CircuitOpen.",
+      "One-word summary: Pending, Ready, Running, Queued, Suspended, Invalid, Failing or CircuitOpen.",
     ),
   conditions: z
     .array(condition)
@@ -365,10 +366,13 @@ export const backgroundTaskStatus = z.object({
       z.object({
         name: z.string().describe("Job name."),
         startTime: time.optional().describe("Start."),
+        queuedSince: time
+          .optional()
+          .describe("Set while the run waits in its Kueue queue for admission: since when."),
       }),
     )
     .optional()
-    .describe("Runs in progress."),
+    .describe("Runs in progress or queued."),
   lastRun: z
     .object({
       jobName: z.string().describe("Job of the run."),
@@ -377,6 +381,10 @@ export const backgroundTaskStatus = z.object({
       completionTime: time.optional().describe("End."),
       durationSeconds: z.number().optional().describe("Duration in seconds."),
       exitCode: z.int().optional().describe("Exit code of the runner."),
+      queuedSeconds: z
+        .int()
+        .optional()
+        .describe("Seconds the run waited in its Kueue queue before admission."),
       reason: z
         .string()
         .optional()
@@ -423,6 +431,16 @@ export const backgroundTaskStatus = z.object({
     .string()
     .optional()
     .describe("Last nightshift.dev/run-now annotation value acted on."),
+  deferral: z
+    .object({
+      since: time.describe("When the current deferral episode began."),
+      active: z
+        .boolean()
+        .describe("True while runs are held back; false once the longest deferral was reached."),
+      message: z.string().optional().describe("Why runs are held back."),
+    })
+    .optional()
+    .describe("Set while a low-priority task's runs are deferred because its queue is saturated."),
 });
 
 export const backgroundTask = z.object({

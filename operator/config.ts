@@ -4,11 +4,38 @@ import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { z } from "zod";
 import { priorities } from "../crds/backgroundtask.ts";
+import { parseDuration } from "../crds/duration.ts";
 
 const boolish = z.union([
   z.boolean(),
   z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1"),
 ]);
+
+/** The PriorityClasses (and WorkloadPriorityClasses) the chart creates. */
+export const DEFAULT_PRIORITY_CLASSES =
+  "low=nightshift-low,high=nightshift-high,critical=nightshift-critical";
+
+/** "level=name,..." pairs, levels from spec.priority. */
+function priorityMap(className: string) {
+  return (v: string, ctx: z.RefinementCtx) => {
+    const map: Partial<Record<(typeof priorities)[number], string>> = {};
+    for (const pair of v
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean)) {
+      const [priority, name] = pair.split("=");
+      if (!priority || !name || !(priorities as readonly string[]).includes(priority)) {
+        ctx.addIssue({
+          code: "custom",
+          message: `expected priority=${className} pairs with priority in ${priorities.join(", ")}, got ${JSON.stringify(pair)}`,
+        });
+        return z.NEVER;
+      }
+      map[priority as (typeof priorities)[number]] = name;
+    }
+    return map;
+  };
+}
 
 export const configSchema = z.object({
   namespaces: z
@@ -56,28 +83,67 @@ export const configSchema = z.object({
     .default(process.env.POD_NAME ?? `${hostname()}-${process.pid}`),
   priorityClasses: z
     .string()
-    .default("")
+    .default(DEFAULT_PRIORITY_CLASSES)
+    .transform(priorityMap("PriorityClass"))
+    .describe(
+      "Mapping of spec.priority to PriorityClass names, e.g. low=nightshift-low,high=nightshift-high; normal may stay unmapped (the cluster default).",
+    ),
+  workloadPriorityClasses: z
+    .string()
+    .transform(priorityMap("WorkloadPriorityClass"))
+    .optional()
+    .describe(
+      "Mapping of spec.priority to Kueue WorkloadPriorityClass names for tasks with a queueName; the PriorityClass names by default.",
+    ),
+  startRate: z.coerce
+    .number()
+    .min(0)
+    .default(0)
+    .describe(
+      "Cluster-wide limit on run starts per second (0: none); runs due together are spread by it.",
+    ),
+  startBurst: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .optional()
+    .describe("Runs that may start at once before the start rate applies; the rate by default."),
+  queueSaturation: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .default(0)
+    .describe(
+      "Pending workloads in a Kueue LocalQueue at which it counts as saturated and tasks of --deferred-priorities using it are deferred (0: never).",
+    ),
+  deferredPriorities: z
+    .string()
+    .default("low")
     .transform((v, ctx) => {
-      const map: Partial<Record<(typeof priorities)[number], string>> = {};
-      for (const pair of v
+      const levels = v
         .split(",")
         .map((s) => s.trim())
-        .filter(Boolean)) {
-        const [priority, className] = pair.split("=");
-        if (!priority || !className || !(priorities as readonly string[]).includes(priority)) {
-          ctx.addIssue({
-            code: "custom",
-            message: `expected priority=PriorityClass pairs with priority in ${priorities.join(", ")}, got ${JSON.stringify(pair)}`,
-          });
-          return z.NEVER;
-        }
-        map[priority as (typeof priorities)[number]] = className;
+        .filter(Boolean);
+      const bad = levels.find((l) => !(priorities as readonly string[]).includes(l));
+      if (bad) {
+        ctx.addIssue({ code: "custom", message: `unknown priority ${JSON.stringify(bad)}` });
+        return z.NEVER;
       }
-      return map;
+      return levels as Array<(typeof priorities)[number]>;
     })
-    .describe(
-      "Mapping of spec.priority to PriorityClass names, e.g. low=nightshift-low,high=nightshift-high.",
-    ),
+    .describe("Priority levels deferred while their queue is saturated."),
+  maxDeferral: z
+    .string()
+    .default("1h")
+    .transform((v, ctx) => {
+      try {
+        return parseDuration(v);
+      } catch (error) {
+        ctx.addIssue({ code: "custom", message: String((error as Error).message) });
+        return z.NEVER;
+      }
+    })
+    .describe("Longest a task is deferred per saturation episode, e.g. 30m."),
   logLevel: z.enum(["trace", "debug", "info", "warn", "error"]).default("info"),
 });
 
@@ -95,6 +161,12 @@ const ENV: Record<keyof OperatorConfig, string> = {
   leaderElectionId: "NIGHTSHIFT_LEADER_ELECTION_ID",
   identity: "NIGHTSHIFT_IDENTITY",
   priorityClasses: "NIGHTSHIFT_PRIORITY_CLASSES",
+  workloadPriorityClasses: "NIGHTSHIFT_WORKLOAD_PRIORITY_CLASSES",
+  startRate: "NIGHTSHIFT_START_RATE",
+  startBurst: "NIGHTSHIFT_START_BURST",
+  queueSaturation: "NIGHTSHIFT_QUEUE_SATURATION",
+  deferredPriorities: "NIGHTSHIFT_DEFERRED_PRIORITIES",
+  maxDeferral: "NIGHTSHIFT_MAX_DEFERRAL",
   logLevel: "LOG_LEVEL",
 };
 
@@ -110,6 +182,12 @@ const FLAGS: Record<keyof OperatorConfig, string> = {
   leaderElectionId: "leader-election-id",
   identity: "identity",
   priorityClasses: "priority-classes",
+  workloadPriorityClasses: "workload-priority-classes",
+  startRate: "start-rate",
+  startBurst: "start-burst",
+  queueSaturation: "queue-saturation",
+  deferredPriorities: "deferred-priorities",
+  maxDeferral: "max-deferral",
   logLevel: "log-level",
 };
 

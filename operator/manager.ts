@@ -4,6 +4,7 @@
 // ConfigMaps: a missing reference is learnt from the run pod that needs it.
 import type { Server } from "node:http";
 import type { Logger } from "pino";
+import { Gauge } from "prom-client";
 import { API_VERSION, PLURAL } from "../crds/backgroundtask.ts";
 import { imageAllowed } from "./backgroundtask/image-policy.ts";
 import { MANAGED_SELECTOR, ownerTaskKey, TASK_NAME_ANNOTATION } from "./backgroundtask/labels.ts";
@@ -12,8 +13,10 @@ import {
   BackgroundTaskReconciler,
   JOBS_BY_TASK,
   PODS_BY_JOB,
+  type ReconcilerDeps,
 } from "./backgroundtask/reconciler.ts";
 import { RunMetrics } from "./backgroundtask/run-metrics.ts";
+import { isGated, StartGate } from "./backgroundtask/start-gate.ts";
 import type { OperatorConfig } from "./config.ts";
 import { Controller } from "./runtime/controller.ts";
 import { EventRecorder } from "./runtime/events.ts";
@@ -26,6 +29,7 @@ import { OperatorMetrics } from "./runtime/metrics.ts";
 const CONTROLLER_NAME = "backgroundtask";
 /** Index of run pods by the reference they report missing: "Secret/namespace/name". */
 const PODS_BY_MISSING_REFERENCE = "missingReference";
+const TASKS_BY_QUEUE = "queue";
 
 function collectionPath(prefix: string, resource: string, namespace?: string): string {
   return namespace ? `${prefix}/namespaces/${namespace}/${resource}` : `${prefix}/${resource}`;
@@ -52,8 +56,13 @@ function slimPod(pod: KubeObject): KubeObject {
     | undefined;
   const { name, namespace, uid, resourceVersion, labels, annotations, creationTimestamp } =
     pod.metadata;
+  // Only pods held by the start rate keep (just) their gates and priority, for the start gate.
+  const spec = pod.spec as { schedulingGates?: unknown[]; priority?: number } | undefined;
   return {
     metadata: { name, namespace, uid, resourceVersion, labels, annotations, creationTimestamp },
+    ...(spec?.schedulingGates?.length
+      ? { spec: { schedulingGates: spec.schedulingGates, priority: spec.priority } }
+      : {}),
     status: {
       phase: status?.phase,
       containerStatuses: status?.containerStatuses?.map((c) => ({
@@ -68,13 +77,26 @@ function slimPod(pod: KubeObject): KubeObject {
   };
 }
 
+/** LocalQueues are cached as their pending count only. */
+function slimLocalQueue(queue: KubeObject): KubeObject {
+  const { name, namespace, uid, resourceVersion } = queue.metadata;
+  const status = queue.status as { pendingWorkloads?: number } | undefined;
+  return {
+    metadata: { name, namespace, uid, resourceVersion },
+    status: { pendingWorkloads: status?.pendingWorkloads ?? 0 },
+  };
+}
+
 export class Manager {
   readonly metrics = new OperatorMetrics();
   readonly tasks: Informer<KubeObject>[] = [];
   readonly cronJobs: Informer<KubeObject>[] = [];
   readonly jobs: Informer<KubeObject>[] = [];
   readonly pods: Informer<KubeObject>[] = [];
+  /** Kueue LocalQueues (just their pending count), only with --queue-saturation. */
+  readonly localQueues: Informer<KubeObject>[] = [];
   readonly controller: Controller;
+  private readonly startGate?: StartGate;
   private readonly elector?: LeaderElector;
   private server?: Server;
   private readonly referencedBy = new Map<string, Set<string>>();
@@ -128,6 +150,15 @@ export class Manager {
           log: informerLog,
         }),
       );
+      if (config.queueSaturation > 0)
+        this.localQueues.push(
+          new Informer(client, {
+            name: `localqueues/${where}`,
+            path: collectionPath("/apis/kueue.x-k8s.io/v1beta2", "localqueues", ns),
+            transform: slimLocalQueue,
+            log: informerLog,
+          }),
+        );
     }
     for (const informer of this.jobs)
       informer.addIndex(JOBS_BY_TASK, (job) => [ownerTaskKey(job) ?? ""].filter(Boolean));
@@ -174,6 +205,7 @@ export class Manager {
       trackReferences: (taskKey, namespace, references) =>
         this.trackReferences(taskKey, namespace, references),
       runMetrics: new RunMetrics(this.metrics.registry),
+      deferral: config.queueSaturation > 0 ? this.deferral(config) : undefined,
     });
     this.controller = new Controller(
       CONTROLLER_NAME,
@@ -187,6 +219,21 @@ export class Manager {
     this.metrics.reconcileErrors.inc({ controller: CONTROLLER_NAME }, 0);
     for (const result of ["success", "error", "requeue_after"])
       this.metrics.reconcileTotal.inc({ controller: CONTROLLER_NAME, result }, 0);
+    if (config.startRate > 0) {
+      const gate = new StartGate(
+        client,
+        new InformerGroup(this.pods),
+        {
+          rate: config.startRate,
+          burst: config.startBurst ?? Math.max(1, Math.ceil(config.startRate)),
+        },
+        this.metrics.registry,
+        log.child({ component: "start-gate" }),
+      );
+      this.startGate = gate;
+      const notify = (pod: KubeObject) => isGated(pod as never) && gate.notify();
+      for (const informer of this.pods) informer.addHandlers({ onAdd: notify, onUpdate: notify });
+    }
 
     const enqueue = (key: string | undefined) => key && this.controller.enqueue(key);
     for (const informer of this.tasks) {
@@ -261,8 +308,50 @@ export class Manager {
     return this.leading;
   }
 
+  /** Deferral wiring: LocalQueue load from the cache, queue changes re-queue their tasks, a gauge of deferred tasks. */
+  private deferral(config: OperatorConfig): NonNullable<ReconcilerDeps["deferral"]> {
+    for (const informer of this.tasks)
+      informer.addIndex(TASKS_BY_QUEUE, (task) => {
+        const queue = (task.spec as { queueName?: string } | undefined)?.queueName;
+        return queue ? [`${task.metadata.namespace}/${queue}`] : [];
+      });
+    const tasks = new InformerGroup(this.tasks);
+    for (const informer of this.localQueues) {
+      const requeue = (queue: KubeObject) => {
+        for (const task of tasks.byIndex(TASKS_BY_QUEUE, objectKey(queue)))
+          this.controller.enqueue(objectKey(task));
+      };
+      informer.addHandlers({ onAdd: requeue, onUpdate: requeue, onDelete: requeue });
+    }
+    const deferred = new Set<string>();
+    const gauge = new Gauge({
+      name: "nightshift_tasks_deferred",
+      help: "Tasks whose runs are held back because their Kueue queue is saturated",
+      registers: [this.metrics.registry],
+    });
+    const queues = new InformerGroup(this.localQueues);
+    return {
+      policy: {
+        saturatedAt: config.queueSaturation,
+        levels: config.deferredPriorities,
+        maxDeferralMs: config.maxDeferral,
+      },
+      load: (namespace, queueName) => {
+        const queue = queues.get(`${namespace}/${queueName}`);
+        const pending = (queue?.status as { pendingWorkloads?: number } | undefined)
+          ?.pendingWorkloads;
+        return queue ? { pending: pending ?? 0 } : undefined;
+      },
+      onDecision: (taskKey, isDeferred) => {
+        if (isDeferred) deferred.add(taskKey);
+        else deferred.delete(taskKey);
+        gauge.set(deferred.size);
+      },
+    };
+  }
+
   private get allInformers(): Informer<KubeObject>[] {
-    return [...this.pods, ...this.cronJobs, ...this.jobs, ...this.tasks];
+    return [...this.localQueues, ...this.pods, ...this.cronJobs, ...this.jobs, ...this.tasks];
   }
 
   async start(): Promise<void> {
@@ -290,6 +379,7 @@ export class Manager {
     for (const informer of this.tasks)
       for (const key of informer.keys()) this.controller.enqueue(key);
     this.controller.start();
+    this.startGate?.start();
   }
 
   /**
@@ -297,6 +387,7 @@ export class Manager {
    * graceMs, release the lease (which also closes the write fence), stop watches.
    */
   async stop(graceMs = 10_000): Promise<void> {
+    this.startGate?.stop();
     this.log.info(
       {
         queued: this.controller.queue.length,

@@ -15,12 +15,15 @@ import {
   taskLabels,
 } from "./labels.ts";
 import { sameQuantity } from "./quantity.ts";
+import { resolvePriority, WORKLOAD_PRIORITY_LABEL } from "./queueing.ts";
+import { START_GATE } from "./start-rate.ts";
 import type { ValidTask } from "./validate.ts";
 
 export type CronJobSettings = Pick<
   OperatorConfig,
   "runnerImage" | "runnerImagePullPolicy" | "priorityClasses"
->;
+> &
+  Partial<Pick<OperatorConfig, "workloadPriorityClasses" | "startRate">>;
 
 /** History limit set on CronJobs: effectively unlimited, see desiredCronJob. */
 export const CRONJOB_HISTORY_LIMIT = 1_000_000;
@@ -131,12 +134,19 @@ export function desiredCronJob(
 ): CronJob {
   const spec = valid.spec;
   const labels = taskLabels(task.metadata.name, valid.taskType);
-  const jobLabels = { ...labels, ...(spec.queueName ? { [QUEUE_LABEL]: spec.queueName } : {}) };
+  const priority = resolvePriority(spec, settings);
+  const { priorityClassName, workloadPriorityClass } = "unmapped" in priority ? {} : priority;
+  const jobLabels = {
+    ...labels,
+    ...(spec.queueName ? { [QUEUE_LABEL]: spec.queueName } : {}),
+    ...(workloadPriorityClass ? { [WORKLOAD_PRIORITY_LABEL]: workloadPriorityClass } : {}),
+  };
   const podLabels = { ...(spec.podMetadata?.labels ?? {}), ...labels };
   const annotations = { [TASK_NAME_ANNOTATION]: task.metadata.name };
-  const priorityClassName = settings.priorityClasses[spec.priority];
 
   const jobSpec: Record<string, unknown> = {
+    // Queued runs wait suspended until Kueue admits them (it would suspend them anyway).
+    ...(spec.queueName ? { suspend: true } : {}),
     backoffLimit: spec.retry?.limit ?? 0,
     ...(spec.timeout
       ? { activeDeadlineSeconds: Math.ceil(parseDuration(spec.timeout) / 1000) }
@@ -168,6 +178,8 @@ export function desiredCronJob(
           ? { serviceAccountName: spec.serviceAccountName }
           : { automountServiceAccountToken: false }),
         ...(priorityClassName ? { priorityClassName } : {}),
+        // Released by the operator at the cluster-wide start rate.
+        ...(settings.startRate ? { schedulingGates: [{ name: START_GATE }] } : {}),
         // Pod Security "restricted": non-root, RuntimeDefault seccomp; the group
         // owns mounted volumes, so the non-root runner can write to them.
         securityContext: {

@@ -26,6 +26,7 @@ import {
   trialDeadline,
   trialDueAt,
 } from "./circuit.ts";
+import { type DeferralPolicy, decideDeferral, deferralStatus, type QueueLoad } from "./deferral.ts";
 import {
   type CronJob,
   type CronJobSettings,
@@ -39,6 +40,7 @@ import {
   RUN_NOW_ANNOTATION,
   TASK_UID_ANNOTATION,
 } from "./labels.ts";
+import { isQueued, queuedSince } from "./queueing.ts";
 import { type Rejection, rejectedValidation } from "./rejection.ts";
 import { planRetry } from "./retry.ts";
 import { type CronJobTemplateSource, type RunKind, runJob, runJobName } from "./run-jobs.ts";
@@ -67,6 +69,8 @@ export interface Observation {
   podsOf: (job: RunJob) => RunPod[];
   cronJob: (LiveCronJob & CronJobTemplateSource) | undefined;
   settings: CronJobSettings;
+  /** Deferral of low-priority runs while their Kueue queue is saturated; off when absent. */
+  deferral?: { policy: DeferralPolicy; load: QueueLoad | undefined };
   now: Date;
 }
 
@@ -88,6 +92,8 @@ export interface Plan {
   requeueAfterMs?: number;
   /** Finished runs recorded by this plan, for metrics. */
   recorded: FinishedRun[];
+  /** Whether the task's runs are deferred (queue saturated); undefined when deferral is off. */
+  deferred?: boolean;
 }
 
 const MAX_REQUEUE_MS = 6 * 3_600_000;
@@ -186,12 +192,34 @@ export function plan(o: Observation): Plan {
   if (circuit) state.circuit = circuit;
   else delete state.circuit;
 
+  // Low-priority runs wait (the schedule is held) while their queue is saturated.
+  const deferral =
+    spec && o.deferral
+      ? decideDeferral({
+          priority: spec.priority,
+          queueName: spec.queueName,
+          load: o.deferral.load,
+          deferredSince: state.deferral?.since,
+          now,
+          policy: o.deferral.policy,
+        })
+      : undefined;
+  if (deferral) {
+    state.deferral = deferralStatus(deferral);
+    if (deferral.deferred) requeueIn(deferral.reviewInMs + 1000);
+  } else delete state.deferral;
+
   // 2. The CronJob, suspended while the circuit is open.
   const live = o.cronJob;
   let shown: LiveCronJob | undefined = live;
   let desired: CronJob | undefined;
   if (valid) {
-    desired = desiredCronJob(task, valid, o.settings, isOpen(state.circuit));
+    desired = desiredCronJob(
+      task,
+      valid,
+      o.settings,
+      isOpen(state.circuit) || deferral?.deferred === true,
+    );
     const drift = cronJobDrift(desired, live as never);
     if (drift !== undefined) {
       actions.push({ kind: "applyCronJob", cronJob: desired, why: drift });
@@ -305,6 +333,7 @@ export function plan(o: Observation): Plan {
     ...activeJobs.map((j) => ({
       name: j.metadata.name,
       ...(j.status?.startTime ? { startTime: j.status.startTime } : {}),
+      ...(isQueued(j) ? { queuedSince: queuedSince(j) } : {}),
     })),
     ...started
       .filter((s) => !activeJobs.some((j) => j.metadata.name === s.name))
@@ -372,6 +401,7 @@ export function plan(o: Observation): Plan {
     status,
     actions: [...actions, ...events],
     recorded: accounting.recorded,
+    ...(deferral ? { deferred: deferral.deferred } : {}),
     ...(Number.isFinite(requeueMs)
       ? { requeueAfterMs: Math.min(MAX_REQUEUE_MS, Math.max(100, requeueMs)) }
       : {}),

@@ -14,6 +14,7 @@ import {
   type KubeClient,
   type KubeObject,
 } from "../runtime/kube-client.ts";
+import type { DeferralPolicy, QueueLoad } from "./deferral.ts";
 import type { CronJobSettings } from "./desired-cronjob.ts";
 import {
   cronJobName,
@@ -23,6 +24,7 @@ import {
   TEMPLATE_HASH_ANNOTATION,
 } from "./labels.ts";
 import { type Action, type Observation, type Plan, plan, planForDeletedTask } from "./plan.ts";
+import { withPriorityCheck } from "./queueing.ts";
 import { type Rejection, rejectionFrom } from "./rejection.ts";
 import type { CronJobTemplateSource } from "./run-jobs.ts";
 import { circuitTransition, type RunMetrics } from "./run-metrics.ts";
@@ -49,6 +51,13 @@ export interface ReconcilerDeps {
   trackReferences: (taskKey: string, namespace: string, references: string[]) => void;
   now?: () => Date;
   runMetrics?: RunMetrics;
+  /** Deferral of low-priority runs while their Kueue queue is saturated; off when undefined. */
+  deferral?: {
+    policy: DeferralPolicy;
+    /** Load of a LocalQueue, undefined when unknown. */
+    load: (namespace: string, queueName: string) => QueueLoad | undefined;
+    onDecision: (taskKey: string, deferred: boolean) => void;
+  };
 }
 
 type Outcome =
@@ -81,7 +90,10 @@ export class BackgroundTaskReconciler {
       return undefined;
     }
     const task = cached as unknown as BackgroundTaskObject;
-    const validation = validateTask(task, this.deps.references);
+    const validation = withPriorityCheck(
+      validateTask(task, this.deps.references),
+      this.deps.settings,
+    );
     this.deps.trackReferences(key, namespace, validation.references);
     let rejection = this.rejections.get(task.metadata.uid);
     if (rejection && rejection.generation !== task.metadata.generation) {
@@ -99,6 +111,12 @@ export class BackgroundTaskReconciler {
       settings: this.deps.settings,
       now: this.deps.now?.() ?? new Date(),
     };
+    const queueName = validation.valid ? validation.spec.queueName : undefined;
+    if (this.deps.deferral)
+      observation.deferral = {
+        policy: this.deps.deferral.policy,
+        load: queueName ? this.deps.deferral.load(namespace, queueName) : undefined,
+      };
     // At most twice: once more when the apiserver refuses the CronJob.
     for (;;) {
       const decided = plan({ ...observation, ...(rejection ? { rejection } : {}) });
@@ -113,6 +131,7 @@ export class BackgroundTaskReconciler {
       // Changed meanwhile: nothing recorded this round; retry on the newer task once the cache has it.
       if (outcome.kind === "conflict") return { requeueAfterMs: 200 };
       this.observe(task, decided);
+      if (decided.deferred !== undefined) this.deps.deferral?.onDecision(key, decided.deferred);
       return decided.requeueAfterMs !== undefined
         ? { requeueAfterMs: decided.requeueAfterMs }
         : undefined;

@@ -10,6 +10,7 @@ import {
   RUN_KIND_ANNOTATION,
   RUNNER_CONTAINER,
 } from "./labels.ts";
+import { queueWait } from "./queueing.ts";
 
 export interface RunJob {
   metadata: {
@@ -212,6 +213,7 @@ export function recordRuns(
           }
         : {}),
       ...(run.exitCode !== undefined ? { exitCode: run.exitCode } : {}),
+      ...queueWait(run.job),
       ...(run.reason ? { reason: run.reason } : {}),
       ...(run.message ? { message: run.message } : {}),
     };

@@ -9,6 +9,7 @@ import type {
 } from "../../crds/backgroundtask.ts";
 import { isoSeconds } from "../runtime/time.ts";
 import { type ConditionInput, setCondition } from "./conditions.ts";
+import { deferredCondition } from "./deferral.ts";
 import { nextScheduleTime } from "./schedule.ts";
 import type { Validation } from "./validate.ts";
 
@@ -23,7 +24,7 @@ export interface StatusInput {
   /** The status after recording runs and deciding circuit, retry and run-now: counters and run fields come from here. */
   runState?: BackgroundTaskStatus;
   /** Run Jobs still running. */
-  activeRuns?: Array<{ name: string; startTime?: string }>;
+  activeRuns?: Array<{ name: string; startTime?: string; queuedSince?: string }>;
   validation: Validation;
   cronJob: LiveCronJob | undefined;
   /** Whether the live CronJob carries the desired template. */
@@ -127,6 +128,8 @@ export function computeStatus(input: StatusInput): BackgroundTaskStatus {
       observedGeneration: generation,
     });
   }
+  const deferral = runState.deferral;
+  if (deferral || task.spec.queueName) wanted.push(deferredCondition(deferral, generation));
   // kstatus (Flux, Helm 4, Argo CD) reads these abnormal-true conditions; present only while true.
   if (!validation.valid) {
     wanted.push({
@@ -182,7 +185,8 @@ function phaseOf(
     return "CircuitOpen";
   if (suspended) return "Suspended";
   if (!ready) return "Pending";
-  if ((status.active?.length ?? 0) > 0) return "Running";
+  if ((status.active?.length ?? 0) > 0)
+    return status.active?.every((run) => run.queuedSince) ? "Queued" : "Running";
   if ((status.consecutiveFailures ?? 0) > 0) return "Failing";
   return "Ready";
 }

@@ -16,7 +16,8 @@ build_family() { # family package...
   local family="$1"; shift
   local dir="$here/go/$family"
   # Contents only, not paths: every checkout of the same versions shares one build.
-  local key; key="$(cd "$dir" && cat go.sum go.mod $(find . -name '*.go' | LC_ALL=C sort) | sha256sum | cut -c1-16)"
+  # Patch files (*.sed) count too; families without them keep their key.
+  local key; key="$(cd "$dir" && cat go.sum go.mod $(find . -name '*.go' | LC_ALL=C sort) $(find . -maxdepth 1 -name '*.sed' | LC_ALL=C sort) | sha256sum | cut -c1-16)"
   local out="$cache/$family-$key"
   if [ ! -f "$out/.complete" ]; then
     echo "build-binaries: building $family into $out (first time on this machine; minutes)" >&2
@@ -42,10 +43,34 @@ build_family() { # family package...
       ldflags="$ldflags -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$kv"
       ldflags="$ldflags -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$kv"
     fi
-    (cd "$dir" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -tags "$tags" -trimpath -ldflags "$ldflags" -o "$out/" "$@")
+    local src="$dir"
+    if declare -F "prepare_$family" >/dev/null; then src="$("prepare_$family" "$dir" "$out")"; fi
+    (cd "$src" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -tags "$tags" -trimpath -ldflags "$ldflags" -o "$out/" "$@")
+    if declare -F "after_build_$family" >/dev/null; then "after_build_$family" "$dir" "$out"; fi
     touch "$out/.complete"
   fi
   for f in "$out"/*; do ln -sfn "$f" "$bin/$(basename "$f")"; done
+}
+
+# Kueue's manager reads its metrics certificate from a fixed folder under /etc
+# unless it manages certificates itself (which would name them for an in-cluster
+# Service). Its main package (one file, public imports only) is built from a
+# copy patched by main.go.sed, in a module beside the binary, so the harness
+# can point it elsewhere; the module cache stays untouched.
+kueue_module() { (cd "$1" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' sigs.k8s.io/kueue); }
+prepare_kueue() { # dir out → folder to build "." in
+  local src="$2/.src"
+  mkdir -p "$src"
+  cp "$1/go.mod" "$1/go.sum" "$src/"
+  sed -f "$1/main.go.sed" "$(kueue_module "$1")/cmd/kueue/main.go" >"$src/main.go"
+  grep -q KUEUE_METRICS_CERT_DIR "$src/main.go" || { echo "build-binaries: main.go.sed no longer applies to Kueue's main.go" >&2; exit 1; }
+  echo "$src"
+}
+after_build_kueue() { # dir out: the CRDs and webhook configurations of the same release, for the harness
+  local src; src="$(kueue_module "$1")/config/components"
+  mkdir -p "$2/kueue-manifests"
+  cp "$src"/crd/bases/*.yaml "$src/webhook/manifests.yaml" "$2/kueue-manifests/"
+  chmod -R u+w "$2/kueue-manifests"
 }
 
 build_family etcd .
@@ -58,4 +83,5 @@ build_family node-tools github.com/containernetworking/plugins/plugins/ipam/host
 build_family helm helm.sh/helm/v3/cmd/helm
 build_family kube-state-metrics k8s.io/kube-state-metrics/v2
 build_family dashboard-linter github.com/grafana/dashboard-linter
+build_family kueue .
 echo "$bin"

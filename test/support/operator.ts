@@ -16,6 +16,10 @@ export interface OperatorOptions {
   identity?: string;
   runnerImage?: string;
   priorityClasses?: string;
+  workloadPriorityClasses?: string;
+  startRate?: number;
+  startBurst?: number;
+  queueSaturation?: number;
   workers?: number;
   /** Kubeconfig to run with instead of the admin one, e.g. a ServiceAccount's token. */
   kubeconfig?: string;
@@ -55,6 +59,11 @@ export class OperatorProcess {
       args.push(`--leader-election-namespace=${options.leaderElectionNamespace}`);
     if (options.identity) args.push(`--identity=${options.identity}`);
     if (options.priorityClasses) args.push(`--priority-classes=${options.priorityClasses}`);
+    if (options.workloadPriorityClasses)
+      args.push(`--workload-priority-classes=${options.workloadPriorityClasses}`);
+    if (options.startRate) args.push(`--start-rate=${options.startRate}`);
+    if (options.startBurst) args.push(`--start-burst=${options.startBurst}`);
+    if (options.queueSaturation) args.push(`--queue-saturation=${options.queueSaturation}`);
     args.push(...(options.extraArgs ?? []));
     // setpriv: the operator dies with the test worker, whatever happens to it.
     const child = spawn("setpriv", ["--pdeathsig", "KILL", "--", process.execPath, ...args], {
