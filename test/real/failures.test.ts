@@ -28,7 +28,11 @@ const schema = `
     last_error text, sent_at timestamptz, created_at timestamptz NOT NULL DEFAULT now());`;
 
 describe("failure paths on the real node", () => {
-  const suite = operatorForSuite("real-failures", { runnerImage: RUNNER_IMAGE });
+  const suite = operatorForSuite("real-failures", {
+    runnerImage: RUNNER_IMAGE,
+    // Custom container tasks may use only images a cluster admin allowed.
+    extraArgs: [`--allowed-image-prefixes=${TESTBOX_IMAGE.split(":")[0]}`],
+  });
   let smtp: SmtpPeer;
   let databaseUrl: string;
 

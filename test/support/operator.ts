@@ -75,7 +75,8 @@ export class OperatorProcess {
       async () => ((await operator.http("/readyz")).status === 200 ? true : undefined),
       {
         what: `operator readiness\n${operator.output.slice(-2000)}`,
-        timeoutMs: 30_000,
+        // A cold Node start plus the first lists take seconds; on a loaded 2-core machine, more.
+        timeoutMs: 120_000,
       },
     );
     return operator;
