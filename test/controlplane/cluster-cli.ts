@@ -1,8 +1,9 @@
-// `make cluster`: runs the local control plane until SIGTERM or Ctrl-C, with
-// its kubeconfig at .cluster/kubeconfig for kubectl and `make run`.
+// `make cluster`: runs the local control plane (with a real node where one can
+// run) until SIGTERM or Ctrl-C, with its kubeconfig at .cluster/kubeconfig for
+// kubectl and `make run`.
 import { copyFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { ControlPlane } from "./controlplane.ts";
+import { type LocalCluster, startLocalCluster } from "./local-cluster.ts";
 
 const clusterDir = resolve(process.argv[2] ?? ".cluster");
 mkdirSync(clusterDir, { recursive: true });
@@ -10,16 +11,13 @@ rmSync(`${clusterDir}/ready`, { force: true });
 const workDir = `${clusterDir}/state`;
 rmSync(workDir, { recursive: true, force: true });
 
-const controlPlane = new ControlPlane({
-  workDir,
-  log: (line) => console.log(`[control plane] ${line}`),
-});
+let cluster: LocalCluster | undefined;
 let stopping = false;
 async function shutdown(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
   console.log(`[control plane] ${signal}: stopping`);
-  await controlPlane.stop();
+  await cluster?.stop();
   rmSync(`${clusterDir}/ready`, { force: true });
   rmSync(`${clusterDir}/pid`, { force: true });
   process.exit(0);
@@ -28,7 +26,11 @@ process.on("SIGTERM", () => void shutdown("SIGTERM"));
 process.on("SIGINT", () => void shutdown("SIGINT"));
 
 writeFileSync(`${clusterDir}/pid`, `${process.pid}\n`);
-await controlPlane.start();
+cluster = await startLocalCluster({
+  workDir,
+  log: (line) => console.log(`[control plane] ${line}`),
+});
+const { controlPlane } = cluster;
 copyFileSync(controlPlane.kubeconfigPath, `${clusterDir}/kubeconfig`);
 writeFileSync(`${clusterDir}/ready`, `${controlPlane.apiServerUrl}\n`);
 console.log(

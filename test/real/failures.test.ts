@@ -129,11 +129,11 @@ describe("failure paths on the real node", () => {
       const db = new pg.Client({ connectionString: databaseUrl });
       await db.connect();
       await db.query(
-        "INSERT INTO email_queue (recipient, subject, body_text) SELECT 'u' || g || '@example.com', 'slow', 'x' FROM generate_series(1, 200) g",
+        "INSERT INTO email_queue (recipient, subject, body_text) SELECT 'u' || g || '@example.com', 'slow', 'x' FROM generate_series(1, 300) g",
       );
-      // A slow mail server: 200 emails take 100 s, far past the 20 s timeout,
-      // which leaves time to send some even when the pod starts slowly.
-      smtp.delayMs = 500;
+      // A slow mail server: 300 emails take 120 s, far past the 60 s timeout,
+      // which leaves time to send some even when a busy node starts the pod slowly.
+      smtp.delayMs = 400;
       const terminations = await watchTerminations(suite.ns);
       apply(
         task(
@@ -142,8 +142,8 @@ describe("failure paths on the real node", () => {
           {
             task: "email.process-queue",
             schedule: "0 0 1 1 *",
-            timeout: "20s",
-            params: { from: "noreply@example.com", batchSize: 200 },
+            timeout: "60s",
+            params: { from: "noreply@example.com", batchSize: 300 },
             envFrom: [{ secretRef: { name: "conn" } }],
           },
           runNow,
@@ -158,22 +158,22 @@ describe("failure paths on the real node", () => {
         () => terminations.seen.find((t) => t.job === lastRun.jobName),
         {
           timeoutMs: 60_000,
-          what: "the stopped pod's termination",
+          what: `the stopped pod's termination (seen: ${JSON.stringify(terminations.seen)}; pods: ${kubectl(["get", "pods", "-n", suite.ns, "-o", "wide"])})`,
         },
       );
       terminations.stop();
       expect(stopped.exitCode).toBe(75);
       const result = JSON.parse(stopped.message ?? "{}");
-      expect(result).toMatchObject({ outcome: "stopped", claimed: 200 });
+      expect(result).toMatchObject({ outcome: "stopped", claimed: 300 });
       expect(result.sent).toBeGreaterThan(0);
-      expect(result.sent).toBeLessThan(200);
+      expect(result.sent).toBeLessThan(300);
       // What it reported is what it did: sent rows are marked, the rest are queued again.
       const { rows } = await db.query(
         "SELECT status, count(*)::int AS n FROM email_queue GROUP BY status ORDER BY status",
       );
       await db.end();
       expect(rows).toEqual([
-        { status: "pending", n: 200 - result.sent },
+        { status: "pending", n: 300 - result.sent },
         { status: "sent", n: result.sent },
       ]);
     },

@@ -55,23 +55,40 @@ export interface Termination {
  */
 export async function watchTerminations(namespace: string) {
   const seen: Termination[] = [];
-  const controller = await new Watch(kubeConfig()).watch(
-    `/api/v1/namespaces/${namespace}/pods`,
-    {},
-    (_phase, pod) => {
-      for (const status of pod.status?.containerStatuses ?? []) {
-        const t = status.state?.terminated;
-        if (t && !seen.some((s) => s.pod === pod.metadata.name))
-          seen.push({
-            pod: pod.metadata.name,
-            job: pod.metadata.labels?.["batch.kubernetes.io/job-name"] ?? "",
-            exitCode: t.exitCode,
-            reason: t.reason,
-            message: t.message,
-          });
-      }
+  const watch = new Watch(kubeConfig());
+  let resourceVersion: string | undefined;
+  let stopped = false;
+  let controller: AbortController | undefined;
+  // The client ends a watch after a while: resume from the last version seen.
+  const start = async (): Promise<void> => {
+    controller = await watch.watch(
+      `/api/v1/namespaces/${namespace}/pods`,
+      resourceVersion ? { resourceVersion } : {},
+      (_phase, pod) => {
+        resourceVersion = pod.metadata?.resourceVersion ?? resourceVersion;
+        for (const status of pod.status?.containerStatuses ?? []) {
+          const t = status.state?.terminated;
+          if (t && !seen.some((s) => s.pod === pod.metadata.name))
+            seen.push({
+              pod: pod.metadata.name,
+              job: pod.metadata.labels?.["batch.kubernetes.io/job-name"] ?? "",
+              exitCode: t.exitCode,
+              reason: t.reason,
+              message: t.message,
+            });
+        }
+      },
+      () => {
+        if (!stopped) start().catch(() => {});
+      },
+    );
+  };
+  await start();
+  return {
+    seen,
+    stop: () => {
+      stopped = true;
+      controller?.abort();
     },
-    () => {},
-  );
-  return { seen, stop: () => controller.abort() };
+  };
 }
