@@ -4,7 +4,7 @@
 import { execFileSync, spawn } from "node:child_process";
 import { cpSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer as createHttpServer, type Server } from "node:http";
-import { type AddressInfo, connect, createServer } from "node:net";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -58,8 +58,13 @@ function helm(args: string[]): string {
   return result.output;
 }
 
+/** --set for each value; keys starting with "=" use --set-string (kept a string, e.g. an env value). */
 function setFlags(values: Record<string, string>): string[] {
-  return Object.entries(values).flatMap(([key, value]) => ["--set", `${key}=${value}`]);
+  return Object.entries(values).flatMap(([key, value]) =>
+    key.startsWith("=")
+      ? ["--set-string", `${key.slice(1)}=${value}`]
+      : ["--set", `${key}=${value}`],
+  );
 }
 
 /** The objects `helm template` renders with these --set values. */
@@ -603,23 +608,30 @@ async function runHookScript(
  * Pods on the real node reach the API server through this: a TCP relay on the
  * node's bridge address to the loopback-only API server (there is no
  * kube-proxy), named kubernetes.default.svc in the pods' /etc/hosts so TLS
- * checks the serving certificate's own name.
+ * checks the serving certificate's own name. A child process of its own: the
+ * test's event loop stops while helm and kubectl run synchronously.
  */
 async function apiServerRelay(hostAddress: string): Promise<{ port: number; close(): void }> {
   const admin = JSON.parse(kubectl(["config", "view", "--raw", "--minify", "-o", "json"]));
   const target = new URL(admin.clusters[0].cluster.server);
-  const server = createServer((socket) => {
-    const upstream = connect(Number(target.port), target.hostname);
-    socket.pipe(upstream).pipe(socket);
-    const close = () => {
-      socket.destroy();
-      upstream.destroy();
-    };
-    socket.on("error", close);
-    upstream.on("error", close);
+  const script = `
+    const net = require("node:net");
+    const server = net.createServer((socket) => {
+      const upstream = net.connect(${Number(target.port)}, ${JSON.stringify(target.hostname)});
+      socket.pipe(upstream).pipe(socket);
+      const close = () => { socket.destroy(); upstream.destroy(); };
+      socket.on("error", close);
+      upstream.on("error", close);
+    });
+    server.listen(0, ${JSON.stringify(hostAddress)}, () => console.log(server.address().port));`;
+  const child = spawn("setpriv", ["--pdeathsig", "KILL", "--", process.execPath, "-e", script], {
+    stdio: ["ignore", "pipe", "inherit"],
   });
-  await new Promise<void>((resolve) => server.listen(0, hostAddress, resolve));
-  return { port: (server.address() as AddressInfo).port, close: () => server.close() };
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout.once("data", (chunk: Buffer) => resolve(Number(chunk.toString().trim())));
+    child.once("exit", (code) => reject(new Error(`relay exited ${code}`)));
+  });
+  return { port, close: () => child.kill() };
 }
 
 describe("Helm chart, installed on the real node", () => {
@@ -678,10 +690,42 @@ describe("Helm chart, installed on the real node", () => {
       "extraEnv[0].name": "KUBERNETES_SERVICE_HOST",
       "extraEnv[0].value": "kubernetes.default.svc",
       "extraEnv[1].name": "KUBERNETES_SERVICE_PORT",
-      "extraEnv[1].value": String(relay.port),
+      "=extraEnv[1].value": String(relay.port),
     };
-    helm(["install", release, CHART, "-n", system, "--wait", "--timeout=8m", ...setFlags(values)]);
+    helm(["install", release, CHART, "-n", system, ...setFlags(values)]);
+    await operatorReady();
   });
+
+  /** Both operator replicas of the current revision Ready; on a timeout, what the pods say. */
+  async function operatorReady(): Promise<void> {
+    try {
+      await eventually(
+        () => {
+          const d = getJson(["deployment", fullname, "-n", system]);
+          return d?.status?.observedGeneration === d?.metadata.generation &&
+            d?.status?.updatedReplicas === 2 &&
+            d?.status?.readyReplicas === 2 &&
+            d?.status?.replicas === 2
+            ? true
+            : undefined;
+        },
+        { what: "two Ready operator replicas", timeoutMs: 300_000, intervalMs: 1000 },
+      );
+    } catch (error) {
+      console.log(kubectlResult(["describe", "pods", "-n", system]).output.slice(-6000));
+      console.log(
+        kubectlResult([
+          "logs",
+          "-n",
+          system,
+          "-l",
+          "app.kubernetes.io/component=operator",
+          "--tail=40",
+        ]).output,
+      );
+      throw error;
+    }
+  }
 
   afterAll(async () => {
     helmResult(["uninstall", release, "-n", system, "--wait", "--timeout=3m"]);
@@ -690,6 +734,18 @@ describe("Helm chart, installed on the real node", () => {
   });
 
   afterEach((context) => {
+    if (context.task.result?.state === "fail")
+      for (const component of ["test", "uninstall"])
+        console.log(
+          kubectlResult([
+            "logs",
+            "-n",
+            system,
+            "-l",
+            `app.kubernetes.io/component=${component}`,
+            "--tail=30",
+          ]).output,
+        );
     if (context.task.result?.state === "fail")
       console.log(
         kubectlResult([
@@ -703,7 +759,9 @@ describe("Helm chart, installed on the real node", () => {
       );
   });
 
-  it("runs two operator replicas that become Ready, one leading, and passes helm test", async () => {
+  it("runs two operator replicas that become Ready, one leading, and passes helm test", {
+    timeout: 400_000,
+  }, async () => {
     const deployment = getJson(["deployment", fullname, "-n", system]);
     expect(deployment?.status?.readyReplicas).toBe(2);
     const lease = await eventually(
@@ -716,7 +774,9 @@ describe("Helm chart, installed on the real node", () => {
     expect(test.output).toMatch(/Phase:\s+Succeeded/);
   });
 
-  it("reconciles a task whose runs really execute; an upgrade mid-run counts that run once", async () => {
+  it("reconciles a task whose runs really execute; an upgrade mid-run counts that run once", {
+    timeout: 900_000,
+  }, async () => {
     await readyTask(tasks, "ping", { params: { url: `${peerUrl}/?delay=0` } });
     kubectl(["annotate", "--overwrite", "bgt", "ping", "-n", tasks, "nightshift.dev/run-now=1"]);
     await waitForStatus(tasks, "ping", "the first run", (s) => s.runs?.succeeded === 1, 180_000);
@@ -746,10 +806,29 @@ describe("Helm chart, installed on the real node", () => {
       CHART,
       "-n",
       system,
-      "--wait",
-      "--timeout=8m",
       ...setFlags({ ...values, "operator.logLevel": "debug", "operator.workers": "2" }),
     ]);
+    await operatorReady();
+    await eventually(
+      () =>
+        (
+          JSON.parse(
+            kubectl([
+              "get",
+              "pods",
+              "-n",
+              system,
+              "-l",
+              "app.kubernetes.io/component=operator",
+              "-o",
+              "json",
+            ]),
+          ).items as Obj[]
+        ).length === 2
+          ? true
+          : undefined,
+      { what: "the old operator pods gone", timeoutMs: 120_000 },
+    );
     const after = getJson(["deployment", fullname, "-n", system]);
     expect(after?.metadata.generation).toBeGreaterThan(before?.metadata.generation);
     const pods = JSON.parse(
@@ -804,7 +883,9 @@ describe("Helm chart, installed on the real node", () => {
     expect(requests).toBe(3);
   });
 
-  it("uninstalls everything but the CRD; the hook releases run Jobs still held", async () => {
+  it("uninstalls everything but the CRD; the hook releases run Jobs still held", {
+    timeout: 600_000,
+  }, async () => {
     // A run still going when the operator goes away.
     kubectl([
       "patch",
