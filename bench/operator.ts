@@ -321,17 +321,19 @@ const nsRssIdle = rssMb(operator);
   const completedAt = new Map<string, number>();
   const recordedAt = new Map<string, number>();
   const runNamespaces = new Set(runTasks.map((t) => t.ns));
+  let jobEvents = 0;
   const jobWatch = client.watch(
     "/apis/batch/v1/jobs",
     {},
     (type, job: any) => {
+      jobEvents++;
       if (!runNamespaces.has(job.metadata.namespace) || type === "DELETED") return;
       if (job.status?.conditions?.some((c: any) => c.type === "Complete" && c.status === "True")) {
         const key = `${job.metadata.namespace}/${job.metadata.annotations?.["nightshift.dev/task-name"]}`;
         if (!completedAt.has(key)) completedAt.set(key, Date.now());
       }
     },
-    () => {},
+    (error) => say(`job watch ended after ${jobEvents} events: ${String(error)}`),
   );
   const taskWatch = client.watch(
     "/apis/nightshift.dev/v1alpha1/backgroundtasks",
@@ -381,6 +383,9 @@ const nsRssIdle = rssMb(operator);
   while (recordedAt.size < RUNS && Date.now() < deadline) await sleep(200);
   await sleep(3000); // the releases after the recording status write
   const runWrites = (await nsWrites(operator)) - writesBefore;
+  say(
+    `burst: ${jobEvents} Job events, ${completedAt.size} completions, ${recordedAt.size} recorded`,
+  );
   const latencies = runTasks
     .map(({ ns, name }) => `${ns}/${name}`)
     .flatMap((k) =>
