@@ -248,24 +248,50 @@ async function startPeer(binary: string, namespaces: string[], strip: boolean): 
   return op;
 }
 
+/** A watch that resumes from its last resourceVersion whenever the apiserver ends the stream. */
+function keepWatching(
+  path: string,
+  onEvent: (type: string, object: any) => void,
+): { abort(): void } {
+  let stopped = false;
+  let resourceVersion = "";
+  let current: AbortController | undefined;
+  const start = () => {
+    if (stopped) return;
+    current = client.watch(
+      path,
+      resourceVersion
+        ? { resourceVersion, allowWatchBookmarks: "true" }
+        : { allowWatchBookmarks: "true" },
+      (type, object) => {
+        if (object.metadata?.resourceVersion) resourceVersion = object.metadata.resourceVersion;
+        if (type !== "BOOKMARK" && type !== "ERROR") onEvent(type, object);
+      },
+      () => setTimeout(start, 100),
+    );
+  };
+  start();
+  return {
+    abort() {
+      stopped = true;
+      current?.abort();
+    },
+  };
+}
+
 /** Creates the layout's tasks W at a time and resolves when every one is Ready at its generation. */
 async function converge(prefix: string): Promise<number> {
   const tasks = layout(prefix);
   const namespaces = new Set(namespacesOf(prefix));
   const ready = new Set<string>();
-  const watch = client.watch(
-    "/apis/nightshift.dev/v1alpha1/backgroundtasks",
-    {},
-    (_type, t: any) => {
-      if (
-        namespaces.has(t.metadata.namespace) &&
-        t.status?.observedGeneration === t.metadata.generation &&
-        t.status?.conditions?.some((c: any) => c.type === "Ready" && c.status === "True")
-      )
-        ready.add(`${t.metadata.namespace}/${t.metadata.name}`);
-    },
-    () => {},
-  );
+  const watch = keepWatching("/apis/nightshift.dev/v1alpha1/backgroundtasks", (_type, t: any) => {
+    if (
+      namespaces.has(t.metadata.namespace) &&
+      t.status?.observedGeneration === t.metadata.generation &&
+      t.status?.conditions?.some((c: any) => c.type === "Ready" && c.status === "True")
+    )
+      ready.add(`${t.metadata.namespace}/${t.metadata.name}`);
+  });
   await sleep(500);
   const started = Date.now();
   await pool(tasks, WORKERS, ({ ns, name }) =>
@@ -325,28 +351,21 @@ const nsRssIdle = rssMb(operator);
   const recordedAt = new Map<string, number>();
   const runNamespaces = new Set(runTasks.map((t) => t.ns));
   let jobEvents = 0;
-  const jobWatch = client.watch(
-    "/apis/batch/v1/jobs",
-    {},
-    (type, job: any) => {
-      jobEvents++;
-      if (!runNamespaces.has(job.metadata.namespace) || type === "DELETED") return;
-      if (job.status?.conditions?.some((c: any) => c.type === "Complete" && c.status === "True")) {
-        const key = `${job.metadata.namespace}/${job.metadata.annotations?.["nightshift.dev/task-name"]}`;
-        if (!completedAt.has(key)) completedAt.set(key, Date.now());
-      }
-    },
-    (error) => say(`job watch ended after ${jobEvents} events: ${String(error)}`),
-  );
-  const taskWatch = client.watch(
+  const jobWatch = keepWatching("/apis/batch/v1/jobs", (type, job: any) => {
+    jobEvents++;
+    if (!runNamespaces.has(job.metadata.namespace) || type === "DELETED") return;
+    if (job.status?.conditions?.some((c: any) => c.type === "Complete" && c.status === "True")) {
+      const key = `${job.metadata.namespace}/${job.metadata.annotations?.["nightshift.dev/task-name"]}`;
+      if (!completedAt.has(key)) completedAt.set(key, Date.now());
+    }
+  });
+  const taskWatch = keepWatching(
     "/apis/nightshift.dev/v1alpha1/backgroundtasks",
-    {},
     (_type, t: any) => {
       const key = `${t.metadata.namespace}/${t.metadata.name}`;
       if ((t.status?.runs?.total ?? 0) >= 1 && !recordedAt.has(key))
         recordedAt.set(key, Date.now());
     },
-    () => {},
   );
   await sleep(1000);
   const writesBefore = await nsWrites(operator);
