@@ -7,10 +7,14 @@ import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { DASHBOARD_FILE, Monitoring } from "./controlplane/monitoring.ts";
 import { createNamespace, eventually } from "./support/cluster.ts";
 import { OperatorProcess } from "./support/operator.ts";
+import { realNode } from "./support/real-node.ts";
 import { startScheduledRun } from "./support/runs.ts";
 import { apply, readyTask, task, waitForCondition, waitForStatus } from "./support/tasks.ts";
 
-/** Series of Prometheus that only a kubelet (cAdvisor) exposes; the harness has no real node yet. */
+/**
+ * Series only a kubelet's cAdvisor exposes. The runs here are kwok's (scripted exit codes), so no
+ * run container exists for cAdvisor to measure; the kubelet scrape itself is proven below.
+ */
 const KUBELET_ONLY = /\bcontainer_(cpu_usage_seconds_total|memory_working_set_bytes)\b/;
 
 interface DashboardTarget {
@@ -67,6 +71,7 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
       kubeconfigPath: inject("kubeconfigPath"),
       binDir: inject("binDir"),
       operators: [`127.0.0.1:${operator.port}`],
+      kubeletNodes: [realNode().nodeName],
       interval: "1s",
       alertFor: "0s",
     });
@@ -123,11 +128,18 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
       async () => {
         const targets = await monitoring.targets();
         const healthy = new Set(targets.filter((t) => t.health === "up").map((t) => t.job));
-        return healthy.has("kube-state-metrics") && healthy.has("nightshift-operator")
+        return healthy.has("kube-state-metrics") &&
+          healthy.has("nightshift-operator") &&
+          healthy.has("kubelet-cadvisor")
           ? true
           : undefined;
       },
-      { what: "both scrape targets up", timeoutMs: 60_000 },
+      { what: "kube-state-metrics, operator and kubelet targets up", timeoutMs: 60_000 },
+    );
+    // The real node's kubelet answers through the API server's node proxy with cAdvisor series.
+    await expectValue(
+      `count(container_memory_working_set_bytes{job="kubelet-cadvisor",node="${realNode().nodeName}"})`,
+      (v) => v > 0,
     );
     const groups = await eventually(
       async () => {
