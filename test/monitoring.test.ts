@@ -85,6 +85,7 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
         retry: { backoff: { initialDelay: "1s", maxDelay: "1s", maxRetries: 1 } },
       }),
       readyTask(ns, "minutely", { schedule: "* * * * *" }),
+      readyTask(ns, "slow", { timeout: "20s" }),
     ]);
     apply(task(ns, "invalid", { task: "email.carrier-pigeon", schedule: "@daily" }));
     await waitForCondition(ns, "invalid", "SpecValid", "False", "UnknownTask");
@@ -304,6 +305,37 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
       ["steady", "retrying", "minutely"].includes(a.labels.backgroundtask ?? ""),
     );
     expect(healthy).toEqual([]);
+  });
+
+  it("shows a running run, and warns when it nears its timeout", async () => {
+    startScheduledRun(ns, "slow", "slow-1", { duration: "60s" });
+    const started = await expectValue(
+      `nightshift_backgroundtask_active_runs{namespace="${ns}",backgroundtask="slow",job_name="slow-1"}`,
+      (v) => Math.abs(Date.now() / 1000 - v) < 120,
+    );
+    expect(started).toBeGreaterThan(0);
+    const alert = await eventually(
+      async () =>
+        (await monitoring.alerts()).find(
+          (a) =>
+            a.state === "firing" &&
+            a.labels.alertname === "BackgroundTaskRunTooLong" &&
+            a.labels.namespace === ns,
+        ),
+      { what: "BackgroundTaskRunTooLong firing", timeoutMs: 90_000 },
+    );
+    expect(alert.labels).toMatchObject({
+      backgroundtask: "slow",
+      job_name: "slow-1",
+      severity: "warning",
+    });
+    await waitForStatus(
+      ns,
+      "slow",
+      "run stopped at its deadline",
+      (s) => s.lastRun?.reason === "DeadlineExceeded",
+      90_000,
+    );
   });
 
   it("answers every query of the dashboard with data", async () => {
