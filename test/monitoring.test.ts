@@ -3,14 +3,20 @@
 // local control plane and a real operator, while tasks run, fail and open their
 // circuit. Every assertion goes through Prometheus's HTTP API.
 import { readFileSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { DASHBOARD_FILE, Monitoring } from "./controlplane/monitoring.ts";
-import { createNamespace, eventually } from "./support/cluster.ts";
+import { createNamespace, eventually, kubectl } from "./support/cluster.ts";
 import { OperatorProcess } from "./support/operator.ts";
+import { forPods, RUNNER_IMAGE, realNode, routeToRealNode } from "./support/real-node.ts";
 import { startScheduledRun } from "./support/runs.ts";
 import { apply, readyTask, task, waitForCondition, waitForStatus } from "./support/tasks.ts";
 
-/** Series of Prometheus that only a kubelet (cAdvisor) exposes; the harness has no real node yet. */
+/**
+ * Series only a kubelet's cAdvisor exposes, for running containers only: checked while a real run
+ * is in flight on the real node; the kwok runs have no container to measure.
+ */
 const KUBELET_ONLY = /\bcontainer_(cpu_usage_seconds_total|memory_working_set_bytes)\b/;
 
 interface DashboardTarget {
@@ -35,6 +41,9 @@ function dashboardTargets(): { targets: DashboardTarget[]; variables: string[] }
 
 describe("monitoring with kube-state-metrics and Prometheus", () => {
   let ns = "";
+  /** Pods of this namespace run on the real node with the real runner image. */
+  let realNs = "";
+  let peer: Server | undefined;
   let operator: OperatorProcess;
   let monitoring: Monitoring;
 
@@ -57,8 +66,11 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
 
   beforeAll(async () => {
     ns = await createNamespace("monitoring");
+    realNs = await createNamespace("monitoring-real");
+    routeToRealNode(realNs);
     operator = await OperatorProcess.start({
-      namespaces: [ns],
+      namespaces: [ns, realNs],
+      runnerImage: RUNNER_IMAGE,
       leaderElect: true,
       leaderElectionId: "nightshift-operator",
       leaderElectionNamespace: ns,
@@ -67,6 +79,7 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
       kubeconfigPath: inject("kubeconfigPath"),
       binDir: inject("binDir"),
       operators: [`127.0.0.1:${operator.port}`],
+      kubeletNodes: [realNode().nodeName],
       interval: "1s",
       alertFor: "0s",
     });
@@ -80,7 +93,19 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
         retry: { backoff: { initialDelay: "1s", maxDelay: "1s", maxRetries: 1 } },
       }),
       readyTask(ns, "minutely", { schedule: "* * * * *" }),
+      readyTask(ns, "slow", { timeout: "20s" }),
     ]);
+    // A webhook on the host that answers after ?delay ms, so a real run stays in flight.
+    peer = createServer((req, res) => {
+      const delay = Number(new URL(req.url ?? "/", "http://x").searchParams.get("delay") ?? "0");
+      setTimeout(() => res.end("ok"), delay);
+    });
+    await new Promise<void>((resolve) => peer?.listen(0, "0.0.0.0", resolve));
+    const peerUrl = forPods(`http://127.0.0.1:${(peer.address() as AddressInfo).port}`);
+    await readyTask(realNs, "real", {
+      params: { url: `${peerUrl}/?delay=25000` },
+      resources: { requests: { cpu: "50m", memory: "32Mi" } },
+    });
     apply(task(ns, "invalid", { task: "email.carrier-pigeon", schedule: "@daily" }));
     await waitForCondition(ns, "invalid", "SpecValid", "False", "UnknownTask");
 
@@ -116,6 +141,7 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
   afterAll(async () => {
     await monitoring?.stop();
     await operator?.stop();
+    peer?.close();
   });
 
   it("scrapes kube-state-metrics and the operator, and loads every rule", async () => {
@@ -123,11 +149,18 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
       async () => {
         const targets = await monitoring.targets();
         const healthy = new Set(targets.filter((t) => t.health === "up").map((t) => t.job));
-        return healthy.has("kube-state-metrics") && healthy.has("nightshift-operator")
+        return healthy.has("kube-state-metrics") &&
+          healthy.has("nightshift-operator") &&
+          healthy.has("kubelet-cadvisor")
           ? true
           : undefined;
       },
-      { what: "both scrape targets up", timeoutMs: 60_000 },
+      { what: "kube-state-metrics, operator and kubelet targets up", timeoutMs: 60_000 },
+    );
+    // The real node's kubelet answers through the API server's node proxy with cAdvisor series.
+    await expectValue(
+      `count(container_memory_working_set_bytes{job="kubelet-cadvisor",node="${realNode().nodeName}"})`,
+      (v) => v > 0,
     );
     const groups = await eventually(
       async () => {
@@ -294,6 +327,80 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
     expect(healthy).toEqual([]);
   });
 
+  it("shows a running run, and warns when it nears its timeout", async () => {
+    startScheduledRun(ns, "slow", "slow-1", { duration: "60s" });
+    const started = await expectValue(
+      `nightshift_backgroundtask_active_runs{namespace="${ns}",backgroundtask="slow",job_name="slow-1"}`,
+      (v) => Math.abs(Date.now() / 1000 - v) < 120,
+    );
+    expect(started).toBeGreaterThan(0);
+    const alert = await eventually(
+      async () =>
+        (await monitoring.alerts()).find(
+          (a) =>
+            a.state === "firing" &&
+            a.labels.alertname === "BackgroundTaskRunTooLong" &&
+            a.labels.namespace === ns,
+        ),
+      { what: "BackgroundTaskRunTooLong firing", timeoutMs: 90_000 },
+    );
+    expect(alert.labels).toMatchObject({
+      backgroundtask: "slow",
+      job_name: "slow-1",
+      severity: "warning",
+    });
+    await waitForStatus(
+      ns,
+      "slow",
+      "run stopped at its deadline",
+      (s) => s.lastRun?.reason === "DeadlineExceeded",
+      90_000,
+    );
+  });
+
+  it("measures a real run's CPU and memory through the kubelet, as the dashboard shows them", async () => {
+    startScheduledRun(realNs, "real", "real-1");
+    const { targets } = dashboardTargets();
+    const kubeletOnly = targets.filter((t) => KUBELET_ONLY.test(t.expr));
+    expect(kubeletOnly.map((t) => t.panel).sort()).toEqual(["CPU of runs", "Memory of runs"]);
+    for (const target of kubeletOnly) {
+      const expr = target.expr
+        .replaceAll("$namespace", realNs)
+        .replaceAll("$task", "real")
+        .replaceAll("$__rate_interval", "1m");
+      const [sample] = await eventually(
+        async () => {
+          const result = await monitoring.query(expr);
+          return result.length === 1 && result[0]?.metric.backgroundtask === "real"
+            ? result
+            : undefined;
+        },
+        {
+          what: `${target.panel} while the run is in flight: ${expr}`,
+          timeoutMs: 60_000,
+          intervalMs: 1000,
+        },
+      ).catch(async (error) => {
+        const pods = kubectl(["get", "pods", "-n", realNs, "-o", "wide"]);
+        const raw = await monitoring.query(
+          `container_memory_working_set_bytes{namespace="${realNs}"}`,
+        );
+        const labels = await monitoring.query(`kube_pod_labels{namespace="${realNs}"}`);
+        throw new Error(
+          `${String(error)}\n${pods}\ncadvisor: ${JSON.stringify(raw)}\nlabels: ${JSON.stringify(labels)}`,
+        );
+      });
+      expect(sample?.value, target.panel).toBeGreaterThan(0);
+    }
+    await waitForStatus(
+      realNs,
+      "real",
+      "the real run recorded",
+      (s) => s.runs?.succeeded === 1,
+      120_000,
+    );
+  }, 300_000);
+
   it("answers every query of the dashboard with data", async () => {
     const { targets, variables } = dashboardTargets();
     const substitute = (expr: string) =>
@@ -323,7 +430,7 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
       );
     });
     expect(empty).toEqual([]);
-    // Only the two cAdvisor series need a kubelet; the panels showing them also show KSM's requests.
+    // The two cAdvisor series are proven in the real-run test above.
     expect(kubeletOnly.map((t) => t.panel).sort()).toEqual(["CPU of runs", "Memory of runs"]);
 
     for (const variable of variables) {

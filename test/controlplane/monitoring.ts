@@ -25,8 +25,8 @@ export interface MonitoringOptions {
   binDir: string;
   /** host:port of operator metrics endpoints to scrape; more can be added later with addOperator. */
   operators?: string[];
-  /** host:port of kubelets to scrape for cAdvisor metrics (needs a real node). */
-  kubelets?: string[];
+  /** Nodes whose kubelet's cAdvisor metrics Prometheus scrapes through the API server's node proxy (real nodes only). */
+  kubeletNodes?: string[];
   /** Scrape and rule evaluation interval; short in tests. */
   interval?: string;
   /** Rewrites every alert's `for:` (tests use "0s" so alerts fire on the first evaluation). */
@@ -124,16 +124,8 @@ export class Monitoring {
                 { files: [join(workDir, "operators.json")], refresh_interval: "1s" },
               ],
             },
-            ...(options.kubelets?.length
-              ? [
-                  {
-                    job_name: "kubelet-cadvisor",
-                    scheme: "https",
-                    metrics_path: "/metrics/cadvisor",
-                    tls_config: { insecure_skip_verify: true },
-                    static_configs: [{ targets: options.kubelets }],
-                  },
-                ]
+            ...(options.kubeletNodes?.length
+              ? [kubeletScrapeConfig(options.kubeconfigPath, options.kubeletNodes)]
               : []),
           ],
         }),
@@ -282,6 +274,41 @@ export class Monitoring {
     }
     throw new Error(`timed out waiting for ${what}; logs in ${join(this.workDir, "logs")}`);
   }
+}
+
+/**
+ * cAdvisor through the API server (/api/v1/nodes/NODE/proxy/metrics/cadvisor), authenticated
+ * with the kubeconfig's client certificate: the kubelet itself accepts no anonymous scrapes.
+ */
+function kubeletScrapeConfig(kubeconfigPath: string, nodes: string[]): Record<string, unknown> {
+  const kubeconfig = parse(readFileSync(kubeconfigPath, "utf8")) as {
+    clusters: Array<{ cluster: { server: string; "certificate-authority": string } }>;
+    users: Array<{ user: { "client-certificate": string; "client-key": string } }>;
+  };
+  const cluster = kubeconfig.clusters[0]?.cluster;
+  const user = kubeconfig.users[0]?.user;
+  if (!cluster || !user) throw new Error(`${kubeconfigPath} has no cluster or user`);
+  return {
+    job_name: "kubelet-cadvisor",
+    scheme: "https",
+    tls_config: {
+      ca_file: cluster["certificate-authority"],
+      cert_file: user["client-certificate"],
+      key_file: user["client-key"],
+    },
+    static_configs: nodes.map((node) => ({
+      targets: [new URL(cluster.server).host],
+      labels: { node },
+    })),
+    relabel_configs: [
+      {
+        source_labels: ["node"],
+        regex: "(.+)",
+        target_label: "__metrics_path__",
+        replacement: "/api/v1/nodes/$1/proxy/metrics/cadvisor",
+      },
+    ],
+  };
 }
 
 function readTail(file: string): string {
