@@ -242,7 +242,7 @@ describe("Kueue", () => {
         `mean queue wait: high ${waited("high")} s, normal ${waited("normal")} s, low ${waited("low")} s`,
       );
       expect(waited("high")).toBeLessThanOrEqual(waited("low"));
-    });
+    }, 420_000);
 
     it("preempts a low-priority run for a high one; the preempted run queues again and is counted once", async () => {
       const tasks = { "low-a": "low", "low-b": "low", "high-a": "high" } as const;
@@ -286,7 +286,7 @@ describe("Kueue", () => {
       expect(Date.parse(high?.status?.lastRun.completionTime)).toBeLessThanOrEqual(
         Date.parse(preempted?.status?.lastRun.completionTime),
       );
-    });
+    }, 300_000);
   });
 
   describe("deferring low-priority runs while their queue is saturated", () => {
@@ -348,6 +348,6 @@ describe("Kueue", () => {
       expect(resumed.status?.deferral).toBeUndefined();
       expect(getJson(["cronjob", "lazy", "-n", suite.ns])?.spec.suspend).toBe(false);
       expect(await suite.operator.metric("nightshift_tasks_deferred")).toBe(0);
-    });
+    }, 180_000);
   });
 });
