@@ -61,7 +61,14 @@ class Observer {
             workload.status?.conditions ?? [];
           const isAdmitted = conditions.some((c) => c.type === "Admitted" && c.status === "True");
           if (isAdmitted && !this.admitted.includes(name)) this.admitted.push(name);
-          if (conditions.some((c) => c.type === "Preempted" && c.status === "True"))
+          // Kueue marks a preempted workload Preempted=True and Evicted=True (reason Preempted).
+          if (
+            conditions.some(
+              (c) =>
+                c.status === "True" &&
+                (c.type === "Preempted" || (c.type === "Evicted" && c.reason === "Preempted")),
+            )
+          )
             this.preempted.add(name);
         },
         () => {},
@@ -273,6 +280,11 @@ describe("Kueue", () => {
         },
         { what: "a low-priority run preempted and queued again", timeoutMs: 60_000 },
       );
+      // The task's status and the Workload watch arrive independently.
+      await eventually(() => (observer.preempted.size > 0 ? true : undefined), {
+        what: "the Workload marked preempted",
+        timeoutMs: 60_000,
+      });
       expect(observer.preempted.size).toBe(1);
       for (const n of Object.keys(tasks))
         await waitForStatus(suite.ns, n, "one run recorded", (s) => s.runs?.total === 1, 180_000);
