@@ -126,7 +126,7 @@ describe("Kueue", () => {
       await applyKueue([
         ...priorityClasses(),
         resourceFlavor,
-        clusterQueue(fits3(), 3, { hold: true }),
+        clusterQueue(fits3(), 3, { hold: true, strict: true }),
         clusterQueue(preempting(), 2, { preemption: true }),
         localQueue(suite.ns, "batch", fits3()),
         localQueue(suite.ns, "urgent", preempting()),
