@@ -26,6 +26,15 @@ const PRIORITY: Record<Level, number> = {
   high: PRIORITY_VALUES["nightshift-high"],
 };
 
+/** What the observer reads of watched pods and Workloads. */
+interface Watched {
+  metadata: { name: string; resourceVersion?: string };
+  status?: {
+    phase?: string;
+    conditions?: Array<{ type: string; status: string; reason?: string }>;
+  };
+}
+
 /** Pods and Workloads of a namespace as they change, from watches (no polling gaps). */
 class Observer {
   running = new Set<string>();
@@ -34,28 +43,20 @@ class Observer {
   admitted: string[] = [];
   /** Workloads preempted at least once. */
   preempted = new Set<string>();
+  private stopped = false;
   private readonly aborts: AbortController[] = [];
 
   async start(namespace: string): Promise<void> {
-    const kc = new KubeConfig();
-    kc.loadFromFile(inject("kubeconfigPath"));
-    const watch = new Watch(kc);
-    this.aborts.push(
-      await watch.watch(
-        `/api/v1/namespaces/${namespace}/pods`,
-        {},
-        (phase, pod) => {
-          const name = pod.metadata.name;
-          if (phase !== "DELETED" && pod.status?.phase === "Running") this.running.add(name);
-          else this.running.delete(name);
-          this.maxRunning = Math.max(this.maxRunning, this.running.size);
-        },
-        () => {},
-      ),
-      await watch.watch(
+    await Promise.all([
+      this.follow(`/api/v1/namespaces/${namespace}/pods`, (phase, pod) => {
+        const name = pod.metadata.name;
+        if (phase !== "DELETED" && pod.status?.phase === "Running") this.running.add(name);
+        else this.running.delete(name);
+        this.maxRunning = Math.max(this.maxRunning, this.running.size);
+      }),
+      this.follow(
         `/apis/kueue.x-k8s.io/v1beta2/namespaces/${namespace}/workloads`,
-        {},
-        (_phase, workload) => {
+        (_, workload) => {
           const name = workload.metadata.name;
           const conditions: Array<{ type: string; status: string; reason?: string }> =
             workload.status?.conditions ?? [];
@@ -71,12 +72,39 @@ class Observer {
           )
             this.preempted.add(name);
         },
-        () => {},
       ),
-    );
+    ]);
+  }
+
+  /** A watch that resumes from the last resourceVersion it saw whenever the stream ends. */
+  private async follow(
+    path: string,
+    onEvent: (phase: string, object: Watched) => void,
+  ): Promise<void> {
+    const kc = new KubeConfig();
+    kc.loadFromFile(inject("kubeconfigPath"));
+    let resourceVersion: string | undefined;
+    const start = async (): Promise<void> => {
+      const abort = await new Watch(kc).watch(
+        path,
+        resourceVersion ? { resourceVersion, allowWatchBookmarks: true } : {},
+        (phase, object) => {
+          if (object?.metadata?.resourceVersion) resourceVersion = object.metadata.resourceVersion;
+          if (phase !== "BOOKMARK") onEvent(phase, object);
+        },
+        (error) => {
+          if (this.stopped) return;
+          if (error) console.log(`watch ${path} ended: ${String(error)}; resuming`);
+          setTimeout(() => void start().catch(() => {}), 500);
+        },
+      );
+      this.aborts.push(abort);
+    };
+    await start();
   }
 
   stop(): void {
+    this.stopped = true;
     for (const abort of this.aborts) abort.abort();
   }
 }
