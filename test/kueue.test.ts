@@ -26,6 +26,15 @@ const PRIORITY: Record<Level, number> = {
   high: PRIORITY_VALUES["nightshift-high"],
 };
 
+/** What the observer reads of watched pods and Workloads. */
+interface Watched {
+  metadata: { name: string; resourceVersion?: string };
+  status?: {
+    phase?: string;
+    conditions?: Array<{ type: string; status: string; reason?: string }>;
+  };
+}
+
 /** Pods and Workloads of a namespace as they change, from watches (no polling gaps). */
 class Observer {
   running = new Set<string>();
@@ -34,42 +43,68 @@ class Observer {
   admitted: string[] = [];
   /** Workloads preempted at least once. */
   preempted = new Set<string>();
+  private stopped = false;
   private readonly aborts: AbortController[] = [];
 
   async start(namespace: string): Promise<void> {
-    const kc = new KubeConfig();
-    kc.loadFromFile(inject("kubeconfigPath"));
-    const watch = new Watch(kc);
-    this.aborts.push(
-      await watch.watch(
-        `/api/v1/namespaces/${namespace}/pods`,
-        {},
-        (phase, pod) => {
-          const name = pod.metadata.name;
-          if (phase !== "DELETED" && pod.status?.phase === "Running") this.running.add(name);
-          else this.running.delete(name);
-          this.maxRunning = Math.max(this.maxRunning, this.running.size);
-        },
-        () => {},
-      ),
-      await watch.watch(
+    await Promise.all([
+      this.follow(`/api/v1/namespaces/${namespace}/pods`, (phase, pod) => {
+        const name = pod.metadata.name;
+        if (phase !== "DELETED" && pod.status?.phase === "Running") this.running.add(name);
+        else this.running.delete(name);
+        this.maxRunning = Math.max(this.maxRunning, this.running.size);
+      }),
+      this.follow(
         `/apis/kueue.x-k8s.io/v1beta2/namespaces/${namespace}/workloads`,
-        {},
-        (_phase, workload) => {
+        (_, workload) => {
           const name = workload.metadata.name;
           const conditions: Array<{ type: string; status: string; reason?: string }> =
             workload.status?.conditions ?? [];
           const isAdmitted = conditions.some((c) => c.type === "Admitted" && c.status === "True");
           if (isAdmitted && !this.admitted.includes(name)) this.admitted.push(name);
-          if (conditions.some((c) => c.type === "Preempted" && c.status === "True"))
+          // Kueue marks a preempted workload Preempted=True and Evicted=True (reason Preempted).
+          if (
+            conditions.some(
+              (c) =>
+                c.status === "True" &&
+                (c.type === "Preempted" || (c.type === "Evicted" && c.reason === "Preempted")),
+            )
+          )
             this.preempted.add(name);
         },
-        () => {},
       ),
-    );
+    ]);
+  }
+
+  /** A watch that resumes from the last resourceVersion it saw whenever the stream ends. */
+  private async follow(
+    path: string,
+    onEvent: (phase: string, object: Watched) => void,
+  ): Promise<void> {
+    const kc = new KubeConfig();
+    kc.loadFromFile(inject("kubeconfigPath"));
+    let resourceVersion: string | undefined;
+    const start = async (): Promise<void> => {
+      const abort = await new Watch(kc).watch(
+        path,
+        resourceVersion ? { resourceVersion, allowWatchBookmarks: true } : {},
+        (phase, object) => {
+          if (object?.metadata?.resourceVersion) resourceVersion = object.metadata.resourceVersion;
+          if (phase !== "BOOKMARK") onEvent(phase, object);
+        },
+        (error) => {
+          if (this.stopped) return;
+          if (error) console.log(`watch ${path} ended: ${String(error)}; resuming`);
+          setTimeout(() => void start().catch(() => {}), 500);
+        },
+      );
+      this.aborts.push(abort);
+    };
+    await start();
   }
 
   stop(): void {
+    this.stopped = true;
     for (const abort of this.aborts) abort.abort();
   }
 }
@@ -119,7 +154,7 @@ describe("Kueue", () => {
       await applyKueue([
         ...priorityClasses(),
         resourceFlavor,
-        clusterQueue(fits3(), 3, { hold: true }),
+        clusterQueue(fits3(), 3, { hold: true, strict: true }),
         clusterQueue(preempting(), 2, { preemption: true }),
         localQueue(suite.ns, "batch", fits3()),
         localQueue(suite.ns, "urgent", preempting()),
@@ -242,7 +277,7 @@ describe("Kueue", () => {
         `mean queue wait: high ${waited("high")} s, normal ${waited("normal")} s, low ${waited("low")} s`,
       );
       expect(waited("high")).toBeLessThanOrEqual(waited("low"));
-    });
+    }, 420_000);
 
     it("preempts a low-priority run for a high one; the preempted run queues again and is counted once", async () => {
       const tasks = { "low-a": "low", "low-b": "low", "high-a": "high" } as const;
@@ -273,6 +308,11 @@ describe("Kueue", () => {
         },
         { what: "a low-priority run preempted and queued again", timeoutMs: 60_000 },
       );
+      // The task's status and the Workload watch arrive independently.
+      await eventually(() => (observer.preempted.size > 0 ? true : undefined), {
+        what: "the Workload marked preempted",
+        timeoutMs: 60_000,
+      });
       expect(observer.preempted.size).toBe(1);
       for (const n of Object.keys(tasks))
         await waitForStatus(suite.ns, n, "one run recorded", (s) => s.runs?.total === 1, 180_000);
@@ -286,7 +326,7 @@ describe("Kueue", () => {
       expect(Date.parse(high?.status?.lastRun.completionTime)).toBeLessThanOrEqual(
         Date.parse(preempted?.status?.lastRun.completionTime),
       );
-    });
+    }, 300_000);
   });
 
   describe("deferring low-priority runs while their queue is saturated", () => {
@@ -348,6 +388,6 @@ describe("Kueue", () => {
       expect(resumed.status?.deferral).toBeUndefined();
       expect(getJson(["cronjob", "lazy", "-n", suite.ns])?.spec.suspend).toBe(false);
       expect(await suite.operator.metric("nightshift_tasks_deferred")).toBe(0);
-    });
+    }, 180_000);
   });
 });

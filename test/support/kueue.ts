@@ -45,7 +45,7 @@ export async function applyKueue(objects: object[]): Promise<void> {
 export function clusterQueue(
   name: string,
   cpu: number,
-  options: { hold?: boolean; preemption?: boolean } = {},
+  options: { hold?: boolean; preemption?: boolean; strict?: boolean } = {},
 ): object {
   return {
     apiVersion: "kueue.x-k8s.io/v1beta2",
@@ -53,7 +53,9 @@ export function clusterQueue(
     metadata: { name },
     spec: {
       namespaceSelector: {},
-      queueingStrategy: "BestEffortFIFO",
+      // StrictFIFO: strictly by priority, then age; BestEffortFIFO may let a later run
+      // through while the queue's head waits to be retried.
+      queueingStrategy: options.strict ? "StrictFIFO" : "BestEffortFIFO",
       ...(options.hold ? { stopPolicy: "Hold" } : { stopPolicy: "None" }),
       preemption: { withinClusterQueue: options.preemption ? "LowerPriority" : "Never" },
       resourceGroups: [
