@@ -12,7 +12,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type LocalCluster, startLocalCluster } from "../test/controlplane/local-cluster.ts";
+import { Monitoring } from "../test/controlplane/monitoring.ts";
 import { realNodeNamespaceAnnotations } from "../test/controlplane/node-identity.ts";
+import { freePorts } from "../test/controlplane/processes.ts";
 import {
   type CataloguePeers,
   catalogueManifests,
@@ -34,6 +36,7 @@ let cluster: LocalCluster | undefined;
 let postgres: PostgresServer | undefined;
 let peers: CataloguePeers | undefined;
 let operator: ChildProcess | undefined;
+let monitoring: Monitoring | undefined;
 let dataFolder: string | undefined;
 let stopping = false;
 
@@ -46,6 +49,7 @@ async function stop(code: number): Promise<never> {
       operator.kill("SIGTERM");
       await exited;
     }
+    await monitoring?.stop().catch(() => {});
     await peers?.close().catch(() => {});
     await cluster?.stop().catch((e) => say(`cluster stop: ${e}`));
     await postgres?.stop().catch(() => {});
@@ -61,7 +65,7 @@ process.on("SIGTERM", () => void stop(0));
  * Starts the operator against the cluster. The one place that installs it:
  * swap this for a Helm install of charts/nightshift when the chart lands.
  */
-function startOperator(kubeconfig: string, runnerImage: string): ChildProcess {
+function startOperator(kubeconfig: string, runnerImage: string, metricsPort: number): ChildProcess {
   const child = spawn(
     "setpriv",
     [
@@ -71,7 +75,7 @@ function startOperator(kubeconfig: string, runnerImage: string): ChildProcess {
       process.execPath,
       `${root}operator/main.ts`,
       "--leader-elect=false",
-      "--metrics-address=127.0.0.1:0",
+      `--metrics-address=127.0.0.1:${metricsPort}`,
       `--namespaces=${NAMESPACE}`,
       `--runner-image=${runnerImage}`,
       "--log-level=warn",
@@ -173,7 +177,18 @@ try {
       obj.metadata.annotations = { "nightshift.dev/run-now": String(Date.now()) };
     return obj;
   });
-  operator = startOperator(controlPlane.kubeconfigPath, runnerImage);
+  const [metricsPort] = await freePorts(1);
+  operator = startOperator(controlPlane.kubeconfigPath, runnerImage, metricsPort ?? 0);
+  monitoring = await Monitoring.start({
+    kubeconfigPath: controlPlane.kubeconfigPath,
+    binDir: cluster.binDir,
+    operators: [`127.0.0.1:${metricsPort}`],
+    kubeletNodes: [node.nodeName],
+    log: (line) => say(line),
+  });
+  say(
+    `kube-state-metrics and Prometheus (Nightshift's rules loaded): ${monitoring.prometheusUrl}/graph?g0.expr=${encodeURIComponent("nightshift_backgroundtask_runs_total")}  (also try ALERTS, nightshift_runs_total, nightshift_backgroundtask_phase)`,
+  );
   controlPlane.kubectl(
     ["apply", "-f", "-"],
     JSON.stringify({ apiVersion: "v1", kind: "List", items: manifests }),
