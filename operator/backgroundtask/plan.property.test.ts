@@ -18,6 +18,7 @@ import {
 } from "./labels.ts";
 import { type Action, plan } from "./plan.ts";
 import type { RunJob, RunPod } from "./runs.ts";
+import { applyMergePatch } from "./testing/merge-patch.ts";
 import { validateTask } from "./validate.ts";
 
 const TASK_UID = "task-uid-1";
@@ -29,20 +30,6 @@ const settings = {
 
 interface ModelJob extends RunJob {
   outcome?: "Succeeded" | "Failed";
-}
-
-/** RFC 7386 JSON merge patch, applied as the apiserver applies it. */
-function applyMergePatch(target: unknown, patch: unknown): unknown {
-  if (typeof patch !== "object" || patch === null || Array.isArray(patch)) return patch;
-  const result: Record<string, unknown> =
-    typeof target === "object" && target !== null && !Array.isArray(target)
-      ? { ...(target as Record<string, unknown>) }
-      : {};
-  for (const [key, value] of Object.entries(patch)) {
-    if (value === null) delete result[key];
-    else result[key] = applyMergePatch(result[key], value);
-  }
-  return result;
 }
 
 const clone = <T>(v: T): T => structuredClone(v);

@@ -16,6 +16,7 @@ import { rejectionFrom } from "./rejection.ts";
 import { planRetry } from "./retry.ts";
 import type { RunJob } from "./runs.ts";
 import { mergePatchDiff } from "./status.ts";
+import { applyMergePatch } from "./testing/merge-patch.ts";
 import { type ValidTask, validateTask } from "./validate.ts";
 
 const settings = {
@@ -128,19 +129,6 @@ function observe(
     now: NOW,
     ...extra,
   };
-}
-
-function applyMergePatch(target: unknown, patch: unknown): unknown {
-  if (typeof patch !== "object" || patch === null || Array.isArray(patch)) return patch;
-  const result: Record<string, unknown> =
-    typeof target === "object" && target !== null && !Array.isArray(target)
-      ? { ...(target as Record<string, unknown>) }
-      : {};
-  for (const [key, value] of Object.entries(patch)) {
-    if (value === null) delete result[key];
-    else result[key] = applyMergePatch(result[key], value);
-  }
-  return result;
 }
 
 const kinds = (actions: Action[]) => actions.map((a) => a.kind);
