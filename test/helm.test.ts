@@ -160,6 +160,35 @@ describe("Helm chart, rendered", () => {
     }
   });
 
+  it("creates the default task priority classes, and Kueue's too where its API exists", () => {
+    const classes = (objects: Obj[], kind: string) =>
+      objects
+        .filter((o) => kindOf(o) === kind)
+        .map((o) => `${o.metadata.name}=${(o as unknown as { value: number }).value}`)
+        .sort();
+    expect(classes(render(), "PriorityClass")).toEqual([
+      "nightshift-critical=100000",
+      "nightshift-high=1000",
+      "nightshift-low=-100",
+    ]);
+    expect(classes(render(), "WorkloadPriorityClass")).toEqual([]);
+    const withKueue = parseAllDocuments(
+      helm([
+        "template",
+        "nightshift",
+        CHART,
+        "--api-versions",
+        "kueue.x-k8s.io/v1beta2/WorkloadPriorityClass",
+      ]),
+    ).map((d) => d.toJS() as Obj);
+    expect(classes(withKueue, "WorkloadPriorityClass")).toHaveLength(3);
+    expect(classes(render({ "taskPriorityClasses.create": "false" }), "PriorityClass")).toEqual([]);
+    const env = deploymentEnv(render());
+    expect(env.NIGHTSHIFT_PRIORITY_CLASSES).toBe(
+      "low=nightshift-low,high=nightshift-high,critical=nightshift-critical",
+    );
+  });
+
   it("adds a PodDisruptionBudget only with more than one replica", () => {
     expect(render().some((o) => kindOf(o) === "PodDisruptionBudget")).toBe(true);
     expect(render({ replicaCount: "1" }).some((o) => kindOf(o) === "PodDisruptionBudget")).toBe(
@@ -272,6 +301,8 @@ describe("Helm chart, installed", () => {
     replicaCount: "0",
     "image.repository": "registry.example/nightshift/operator",
     "runner.image.repository": "registry.example/nightshift/task-runner",
+    // Cluster-wide classes: the Kueue suite makes its own in the same cluster.
+    "taskPriorityClasses.create": "false",
   });
 
   beforeAll(async () => {
@@ -691,6 +722,7 @@ describe("Helm chart, installed on the real node", () => {
       "extraEnv[0].value": "kubernetes.default.svc",
       "extraEnv[1].name": "KUBERNETES_SERVICE_PORT",
       "=extraEnv[1].value": String(relay.port),
+      "taskPriorityClasses.create": "false",
     };
     helm(["install", release, CHART, "-n", system, ...setFlags(values)]);
     await operatorReady();
