@@ -404,6 +404,20 @@ describe("drift (defect 9)", () => {
   });
 });
 
+describe("runs stopped by their deadline", () => {
+  it("wait for the runner's exit code and partial result before they are recorded", () => {
+    const task = taskWith({ timeout: "1m" });
+    const job = finishedJob("t-1", "j1", "Failed", "2026-05-01T11:59:50Z");
+    const condition = job.status?.conditions?.[0];
+    if (condition) condition.reason = "DeadlineExceeded";
+    const waiting = plan(observe(task, [job], { podsOf: () => [] }));
+    expect(waiting.status.runs?.total ?? 0).toBe(0);
+    expect(waiting.requeueAfterMs).toBeLessThanOrEqual(500);
+    const recorded = plan(observe(task, [job]));
+    expect(recorded.status.lastRun).toMatchObject({ reason: "DeadlineExceeded", exitCode: 65 });
+  });
+});
+
 describe("runs belong to their task's UID (defect 10)", () => {
   it("a Job of an earlier task with the same name is released, not counted", () => {
     const task = taskWith({});

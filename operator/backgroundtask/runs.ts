@@ -140,10 +140,15 @@ function lastTerminated(
 
 /** True while a finished Job's pods may still be on their way to the cache, so its exit code would be missing. */
 export function awaitingPods(run: FinishedRun, now: Date, graceMs = 3000): boolean {
-  if (run.exitCode !== undefined || run.reason === "Deleted" || run.reason === "DeadlineExceeded")
-    return false;
-  return now.getTime() - Date.parse(run.finishedAt) < graceMs;
+  if (run.exitCode !== undefined || run.reason === "Deleted") return false;
+  // At its deadline the Job fails at once, but the runner gets SIGTERM and its grace period
+  // (30 s by default) to report partial work: wait for that exit code and result.
+  const grace = run.reason === "DeadlineExceeded" ? DEADLINE_GRACE_MS : graceMs;
+  return now.getTime() - Date.parse(run.finishedAt) < grace;
 }
+
+/** How long a run failed by its deadline waits for its pod's exit code before it is recorded without. */
+export const DEADLINE_GRACE_MS = 40_000;
 
 export interface Accounting {
   status: BackgroundTaskStatus;
