@@ -239,8 +239,16 @@ export interface CatalogueEndpoints {
   httpBase: string;
 }
 
-/** The connection Secret and one BackgroundTask per catalogue task type, at their real schedules. */
-export function catalogueManifests(namespace: string, at: CatalogueEndpoints): object[] {
+/**
+ * The connection Secret and one BackgroundTask per catalogue task type, at
+ * their real schedules, or all at `schedule` (tests: a date that never comes,
+ * so only run-now runs happen).
+ */
+export function catalogueManifests(
+  namespace: string,
+  at: CatalogueEndpoints,
+  schedule?: string,
+): object[] {
   const connections = { secretRef: { name: "app-connections" } };
   const data = {
     volumes: [{ name: "data", persistentVolumeClaim: { claimName: "data" } }],
@@ -250,7 +258,7 @@ export function catalogueManifests(namespace: string, at: CatalogueEndpoints): o
     apiVersion: "nightshift.dev/v1alpha1",
     kind: "BackgroundTask",
     metadata: { name, namespace },
-    spec,
+    spec: schedule ? { ...spec, schedule } : spec,
   });
   return [
     {
