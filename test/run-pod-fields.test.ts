@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { kubectl, kubectlResult } from "./support/cluster.ts";
 import { operatorForSuite } from "./support/operator.ts";
-import { apply, getJson, readyTask, task } from "./support/tasks.ts";
+import { getJson, readyTask, task } from "./support/tasks.ts";
 
 const cleanup = { task: "files.cleanup-temp", params: { paths: ["/data"], olderThan: "1h" } };
 
