@@ -216,7 +216,7 @@ describe("Helm chart, rendered", () => {
     expect(env).toMatchObject({
       NIGHTSHIFT_WORKERS: "9",
       LOG_LEVEL: "debug",
-      NIGHTSHIFT_PRIORITY_CLASSES: "low=batch-low,high=batch-high",
+      NIGHTSHIFT_PRIORITY_CLASSES: "low=batch-low,high=batch-high,critical=nightshift-critical",
       NIGHTSHIFT_RUNNER_IMAGE: `registry.example/runner:1.2.3@sha256:${"a".repeat(64)}`,
       NIGHTSHIFT_RUNNER_IMAGE_PULL_POLICY: "Always",
       NIGHTSHIFT_ALLOWED_IMAGE_PREFIXES: "registry.example/batch/,ghcr.io/acme/",
