@@ -44,6 +44,8 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
   /** Pods of this namespace run on the real node with the real runner image. */
   let realNs = "";
   let peer: Server | undefined;
+  /** Answers the held webhook requests: the real run ends once the test has seen what it needs. */
+  let releaseHeld = () => {};
   let operator: OperatorProcess;
   let monitoring: Monitoring;
 
@@ -95,15 +97,24 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
       readyTask(ns, "minutely", { schedule: "* * * * *" }),
       readyTask(ns, "slow", { timeout: "20s" }),
     ]);
-    // A webhook on the host that answers after ?delay ms, so a real run stays in flight.
+    // A webhook on the host that answers after ?delay ms, or (?hold) when the test releases it,
+    // so a real run stays in flight as long as the test needs.
+    const held: Array<() => void> = [];
+    releaseHeld = () => {
+      for (const answer of held.splice(0)) answer();
+    };
     peer = createServer((req, res) => {
-      const delay = Number(new URL(req.url ?? "/", "http://x").searchParams.get("delay") ?? "0");
-      setTimeout(() => res.end("ok"), delay);
+      const query = new URL(req.url ?? "/", "http://x").searchParams;
+      if (query.has("hold")) {
+        held.push(() => res.end("ok"));
+        return;
+      }
+      setTimeout(() => res.end("ok"), Number(query.get("delay") ?? "0"));
     });
     await new Promise<void>((resolve) => peer?.listen(0, "0.0.0.0", resolve));
     const peerUrl = forPods(`http://127.0.0.1:${(peer.address() as AddressInfo).port}`);
     await readyTask(realNs, "real", {
-      params: { url: `${peerUrl}/?delay=25000` },
+      params: { url: `${peerUrl}/?hold`, timeout: "10m" },
       resources: { requests: { cpu: "50m", memory: "32Mi" } },
     });
     apply(task(ns, "invalid", { task: "email.carrier-pigeon", schedule: "@daily" }));
@@ -141,6 +152,7 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
   afterAll(async () => {
     await monitoring?.stop();
     await operator?.stop();
+    releaseHeld();
     peer?.close();
   });
 
@@ -377,7 +389,7 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
         },
         {
           what: `${target.panel} while the run is in flight: ${expr}`,
-          timeoutMs: 60_000,
+          timeoutMs: 180_000,
           intervalMs: 1000,
         },
       ).catch(async (error) => {
@@ -392,6 +404,7 @@ describe("monitoring with kube-state-metrics and Prometheus", () => {
       });
       expect(sample?.value, target.panel).toBeGreaterThan(0);
     }
+    releaseHeld();
     await waitForStatus(
       realNs,
       "real",
