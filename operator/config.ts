@@ -37,35 +37,28 @@ function priorityMap(className: string) {
   };
 }
 
+/** A comma-separated setting as a list, blanks dropped; empty by default. */
+const commaList = z
+  .string()
+  .default("")
+  .transform((v) =>
+    v
+      .split(",")
+      .map((s) => s.trim())
+      .filter(Boolean),
+  );
+
 export const configSchema = z.object({
-  namespaces: z
-    .string()
-    .default("")
-    .transform((v) =>
-      v
-        .split(",")
-        .map((s) => s.trim())
-        .filter(Boolean),
-    )
-    .describe("Namespaces to watch, comma-separated; empty for all."),
+  namespaces: commaList.describe("Namespaces to watch, comma-separated; empty for all."),
   runnerImage: z
     .string()
     .min(1)
     .default("ghcr.io/nightshift-dev/task-runner:0.1.0")
     .describe("Image of the shared task runner."),
   runnerImagePullPolicy: z.enum(["Always", "IfNotPresent", "Never"]).default("IfNotPresent"),
-  allowedImagePrefixes: z
-    .string()
-    .default("")
-    .transform((v) =>
-      v
-        .split(",")
-        .map((s) => s.trim())
-        .filter(Boolean),
-    )
-    .describe(
-      "Image prefixes a custom task's spec.container.image may start with, comma-separated; empty allows only the runner image.",
-    ),
+  allowedImagePrefixes: commaList.describe(
+    "Image prefixes a custom task's spec.container.image may start with, comma-separated; empty allows only the runner image.",
+  ),
   workers: z.coerce.number().int().min(1).max(256).default(4).describe("Concurrent reconciles."),
   metricsAddress: z
     .string()

@@ -30,7 +30,7 @@ import type { CronJobTemplateSource } from "./run-jobs.ts";
 import { circuitTransition, type RunMetrics } from "./run-metrics.ts";
 import type { RunJob, RunPod } from "./runs.ts";
 import type { LiveCronJob } from "./status.ts";
-import { type ReferenceLookup, validateTask } from "./validate.ts";
+import { type ValidationContext, validateTask } from "./validate.ts";
 
 export const JOBS_BY_TASK = "task";
 export const PODS_BY_JOB = "job";
@@ -43,7 +43,7 @@ export interface ReconcilerDeps {
   jobs: InformerGroup<KubeObject>;
   /** Run pods, indexed by namespace/job name (PODS_BY_JOB). */
   pods: InformerGroup<KubeObject>;
-  references: ReferenceLookup;
+  references: ValidationContext;
   events: EventRecorder;
   settings: CronJobSettings;
   log: Logger;

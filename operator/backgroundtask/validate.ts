@@ -56,9 +56,6 @@ export interface ValidationContext {
   imageAllowed(image: string): boolean;
 }
 
-/** Former name of ValidationContext, kept while callers move over. */
-export type ReferenceLookup = ValidationContext;
-
 function invalid(
   reason: string,
   field: string,
