@@ -21,6 +21,7 @@ import type { OperatorConfig } from "./config.ts";
 import { Controller } from "./runtime/controller.ts";
 import { EventRecorder } from "./runtime/events.ts";
 import { startHealthServer } from "./runtime/health.ts";
+import { IdleCollector } from "./runtime/idle-collection.ts";
 import { Informer, InformerGroup, objectKey } from "./runtime/informer.ts";
 import type { KubeClient, KubeObject } from "./runtime/kube-client.ts";
 import { LeaderElector } from "./runtime/leader-election.ts";
@@ -106,6 +107,7 @@ export class Manager {
   private readonly leaseClient: KubeClient;
   private readonly log: Logger;
   private leading = false;
+  private idleCollector?: IdleCollector;
 
   constructor(config: OperatorConfig, client: KubeClient, leaseClient: KubeClient, log: Logger) {
     this.config = config;
@@ -378,6 +380,9 @@ export class Manager {
     );
     for (const informer of this.tasks)
       for (const key of informer.keys()) this.controller.enqueue(key);
+    const collector = new IdleCollector(() => this.controller.idle);
+    this.idleCollector = collector;
+    this.controller.onReconciled = () => collector.reconciled();
     this.controller.start();
     this.startGate?.start();
   }
@@ -388,6 +393,7 @@ export class Manager {
    */
   async stop(graceMs = 10_000): Promise<void> {
     this.startGate?.stop();
+    this.idleCollector?.stop();
     this.log.info(
       {
         queued: this.controller.queue.length,

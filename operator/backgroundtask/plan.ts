@@ -17,6 +17,7 @@ import type {
   BackgroundTaskSpec,
   BackgroundTaskStatus,
 } from "../../crds/backgroundtask.ts";
+import { compareText } from "../runtime/order.ts";
 import { isoSeconds as iso } from "../runtime/time.ts";
 import {
   type Circuit,
@@ -329,16 +330,28 @@ export function plan(o: Observation): Plan {
   }
 
   // 4. Status: counters and recorded UIDs in one write.
+  // A run shows once the Job controller has taken it up (started or queued it), or once this
+  // operator started it: a Job seen before its first sync would cost a status write now and
+  // another when its start time comes.
+  const shownBefore = new Set((task.status?.active ?? []).map((run) => run.name));
+  const startedNames = new Set(started.map((s) => s.name));
+  const shownJobs = activeJobs.filter(
+    (j) =>
+      j.status?.startTime ||
+      isQueued(j) ||
+      shownBefore.has(j.metadata.name) ||
+      startedNames.has(j.metadata.name),
+  );
   const activeRuns = [
-    ...activeJobs.map((j) => ({
+    ...shownJobs.map((j) => ({
       name: j.metadata.name,
       ...(j.status?.startTime ? { startTime: j.status.startTime } : {}),
       ...(isQueued(j) ? { queuedSince: queuedSince(j) } : {}),
     })),
     ...started
-      .filter((s) => !activeJobs.some((j) => j.metadata.name === s.name))
+      .filter((s) => !shownJobs.some((j) => j.metadata.name === s.name))
       .map((s) => ({ name: s.name })),
-  ].sort((a, b) => a.name.localeCompare(b.name));
+  ].sort((a, b) => compareText(a.name, b.name));
   const status = computeStatus({
     task,
     validation,
@@ -418,7 +431,7 @@ function pruneHistory(spec: BackgroundTaskSpec, jobs: RunJob[], recorded: Set<st
     )
     .map((j) => finishedRun(j, []))
     .filter((r): r is FinishedRun => r !== undefined)
-    .sort((a, b) => b.finishedAt.localeCompare(a.finishedAt));
+    .sort((a, b) => compareText(b.finishedAt, a.finishedAt));
   return [
     ...done.filter((r) => r.outcome === "Succeeded").slice(spec.successfulRunsHistoryLimit),
     ...done.filter((r) => r.outcome === "Failed").slice(spec.failedRunsHistoryLimit),

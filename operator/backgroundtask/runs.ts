@@ -4,6 +4,7 @@
 // recorded annotation; the UID goes into status in the same write as the
 // counters, and the annotation (with the finalizer's removal) follows.
 import type { BackgroundTaskStatus } from "../../crds/backgroundtask.ts";
+import { compareText } from "../runtime/order.ts";
 import {
   RECORDED_ANNOTATION,
   RUN_FINALIZER,
@@ -163,8 +164,7 @@ export interface Accounting {
 
 function byFinish(a: FinishedRun, b: FinishedRun): number {
   return (
-    a.finishedAt.localeCompare(b.finishedAt) ||
-    a.job.metadata.name.localeCompare(b.job.metadata.name)
+    compareText(a.finishedAt, b.finishedAt) || compareText(a.job.metadata.name, b.job.metadata.name)
   );
 }
 

@@ -7,6 +7,7 @@
 // `burst` pods at once and then `rate` per second, so starts spread out.
 // Higher pod priority goes first, then the longest waiting, then by name, so
 // the order is stable and nothing waits forever (the queue drains at `rate`).
+import { compareText } from "../runtime/order.ts";
 
 export const START_GATE = "nightshift.dev/start-rate";
 
@@ -50,7 +51,7 @@ export function refill(
 }
 
 export function byStartOrder(a: WaitingStart, b: WaitingStart): number {
-  return b.priority - a.priority || a.sinceMs - b.sinceMs || a.key.localeCompare(b.key);
+  return b.priority - a.priority || a.sinceMs - b.sinceMs || compareText(a.key, b.key);
 }
 
 export function planStarts(

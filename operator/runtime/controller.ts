@@ -15,6 +15,10 @@ export class Controller {
   readonly queue: WorkQueue;
   /** Reconciles finished, whatever their result. */
   reconciled = 0;
+  /** Reconciles running now. */
+  busy = 0;
+  /** Called after every reconcile, whatever its result. */
+  onReconciled?: () => void;
   private running: Promise<void>[] = [];
 
   readonly name: string;
@@ -42,6 +46,11 @@ export class Controller {
 
   enqueue(key: string): void {
     this.queue.add(key);
+  }
+
+  /** Nothing queued and nothing running. */
+  get idle(): boolean {
+    return this.busy === 0 && this.queue.length === 0;
   }
 
   start(): void {
@@ -78,6 +87,7 @@ export class Controller {
 
   private async process(key: string): Promise<void> {
     const started = process.hrtime.bigint();
+    this.busy++;
     this.metrics?.activeWorkers.inc({ controller: this.name });
     try {
       const result = await this.reconcile(key);
@@ -109,6 +119,8 @@ export class Controller {
       );
       this.queue.done(key);
       this.reconciled++;
+      this.busy--;
+      this.onReconciled?.();
     }
   }
 }

@@ -1,0 +1,53 @@
+import { afterEach, describe, expect, it, vi } from "vitest";
+import {
+  collectionDue,
+  IDLE_MS,
+  IdleCollector,
+  MIN_INTERVAL_MS,
+  MIN_RECONCILES,
+} from "./idle-collection.ts";
+
+describe("collectionDue", () => {
+  const due = {
+    reconcilesSinceLast: MIN_RECONCILES,
+    msSinceLast: MIN_INTERVAL_MS,
+    idleForMs: IDLE_MS,
+  };
+  it("collects once the operator has been idle after enough work", () => {
+    expect(collectionDue(due)).toBe(true);
+  });
+  it("waits while work goes on, after too little work, and right after the last collection", () => {
+    expect(collectionDue({ ...due, idleForMs: IDLE_MS - 1 })).toBe(false);
+    expect(collectionDue({ ...due, reconcilesSinceLast: MIN_RECONCILES - 1 })).toBe(false);
+    expect(collectionDue({ ...due, msSinceLast: MIN_INTERVAL_MS - 1 })).toBe(false);
+  });
+});
+
+describe("IdleCollector", () => {
+  afterEach(() => vi.useRealTimers());
+
+  it("collects once after a busy spell ends, and again only after the interval and more work", () => {
+    vi.useFakeTimers();
+    let idle = false;
+    const gc = vi.fn();
+    const collector = new IdleCollector(
+      () => idle,
+      gc,
+      () => Date.now(),
+    );
+    for (let i = 0; i < MIN_RECONCILES; i++) collector.reconciled();
+    vi.advanceTimersByTime(IDLE_MS);
+    expect(gc).not.toHaveBeenCalled(); // still busy: the queue was not empty
+    idle = true;
+    collector.reconciled();
+    vi.advanceTimersByTime(IDLE_MS);
+    expect(gc).toHaveBeenCalledTimes(1);
+
+    for (let i = 0; i < MIN_RECONCILES; i++) collector.reconciled();
+    vi.advanceTimersByTime(IDLE_MS);
+    expect(gc).toHaveBeenCalledTimes(1); // too soon after the last one
+    vi.advanceTimersByTime(MIN_INTERVAL_MS);
+    expect(gc).toHaveBeenCalledTimes(2); // looked again once the interval had passed
+    collector.stop();
+  });
+});
