@@ -30,7 +30,7 @@ import type { CronJobTemplateSource } from "./run-jobs.ts";
 import { circuitTransition, type RunMetrics } from "./run-metrics.ts";
 import type { RunJob, RunPod } from "./runs.ts";
 import type { LiveCronJob } from "./status.ts";
-import { type ValidationContext, validateTask } from "./validate.ts";
+import { checkSpec, type SpecCheck, type ValidationContext, withReferences } from "./validate.ts";
 
 export const JOBS_BY_TASK = "task";
 export const PODS_BY_JOB = "job";
@@ -66,12 +66,17 @@ type Outcome =
   | { kind: "conflict" }
   | { kind: "gone" };
 
+/** Bounded: at 10,000 tasks, keeping every check would cost more memory than it saves work. */
+const SPEC_CHECKS_KEPT = 1000;
+
 const STRATEGIC_MERGE = "application/strategic-merge-patch+json";
 
 export class BackgroundTaskReconciler {
   private readonly deps: ReconcilerDeps;
   /** The apiserver's refusals of a task's desired CronJob, by task UID (see rejection.ts). */
   private readonly rejections = new Map<string, Rejection>();
+  /** Spec checks of recently reconciled generations, by task UID: a task is reconciled again soon after a change (its CronJob, its runs). */
+  private readonly specChecks = new Map<string, { generation?: number; check: SpecCheck }>();
 
   constructor(deps: ReconcilerDeps) {
     this.deps = deps;
@@ -91,7 +96,7 @@ export class BackgroundTaskReconciler {
     }
     const task = cached as unknown as BackgroundTaskObject;
     const validation = withPriorityCheck(
-      validateTask(task, this.deps.references),
+      withReferences(this.specCheck(task), namespace, this.deps.references),
       this.deps.settings,
     );
     this.deps.trackReferences(key, namespace, validation.references);
@@ -137,6 +142,18 @@ export class BackgroundTaskReconciler {
         : undefined;
     }
   };
+
+  private specCheck(task: BackgroundTaskObject): SpecCheck {
+    const { uid, generation } = task.metadata;
+    const kept = this.specChecks.get(uid);
+    this.specChecks.delete(uid); // re-inserted last: the map stays in order of use
+    const check =
+      kept && kept.generation === generation ? kept.check : checkSpec(task, this.deps.references);
+    this.specChecks.set(uid, { generation, check });
+    if (this.specChecks.size > SPEC_CHECKS_KEPT)
+      this.specChecks.delete(this.specChecks.keys().next().value as string);
+    return check;
+  }
 
   /** Carries the actions out in order; stops at the first that makes the rest wrong. */
   private async execute(

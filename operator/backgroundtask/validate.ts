@@ -135,7 +135,52 @@ function referencesOf(spec: BackgroundTaskSpec): Reference[] {
   return refs;
 }
 
+/**
+ * What the task alone decides (and the operator's fixed image policy): the same for every
+ * reconcile of one generation, so the reconciler may keep it; whether the referenced Secrets
+ * and ConfigMaps exist changes with the cluster and is checked by `withReferences`.
+ */
+export interface SpecCheck {
+  validation: Validation;
+  refs: Reference[];
+}
+
 export function validateTask(task: BackgroundTaskObject, lookup: ValidationContext): Validation {
+  return withReferences(checkSpec(task, lookup), task.metadata.namespace, lookup);
+}
+
+export function checkSpec(
+  task: BackgroundTaskObject,
+  lookup: Pick<ValidationContext, "imageAllowed">,
+): SpecCheck {
+  const validation = specValidation(task, lookup);
+  return { validation, refs: validation.valid ? referencesOf(validation.spec) : [] };
+}
+
+export function withReferences(
+  check: SpecCheck,
+  namespace: string,
+  lookup: Pick<ValidationContext, "exists">,
+): Validation {
+  const { validation } = check;
+  if (!validation.valid) return validation;
+  for (const ref of check.refs) {
+    if (!ref.optional && !lookup.exists(ref.kind, namespace, ref.name)) {
+      return invalid(
+        `Missing${ref.kind}`,
+        ref.field,
+        `${ref.kind} ${JSON.stringify(ref.name)} does not exist in namespace ${namespace} (a run pod failed with CreateContainerConfigError)`,
+        validation.references,
+      );
+    }
+  }
+  return validation;
+}
+
+function specValidation(
+  task: BackgroundTaskObject,
+  lookup: Pick<ValidationContext, "imageAllowed">,
+): Validation {
   const parsed = backgroundTaskSpec.safeParse(task.spec);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -214,15 +259,5 @@ export function validateTask(task: BackgroundTaskObject, lookup: ValidationConte
   }
   const podProblem = runPodProblem(spec);
   if (podProblem) return invalid("InvalidRunPod", podProblem.field, podProblem.message, references);
-  for (const ref of refs) {
-    if (!ref.optional && !lookup.exists(ref.kind, task.metadata.namespace, ref.name)) {
-      return invalid(
-        `Missing${ref.kind}`,
-        ref.field,
-        `${ref.kind} ${JSON.stringify(ref.name)} does not exist in namespace ${task.metadata.namespace} (a run pod failed with CreateContainerConfigError)`,
-        references,
-      );
-    }
-  }
   return { valid: true, spec, taskType, schedule: resolved, timeZone: spec.timeZone, references };
 }

@@ -112,6 +112,7 @@ function nodeAppRecipe(name: NodeImageName, cacheDir: string, log: (l: string) =
     nodeBinary,
     join(repo, "package-lock.json"),
     ...image.sources.map((s) => join(repo, s)),
+    ...(image.compile ? [join(repo, "tsconfig.json"), join(repo, image.compile)] : []),
   ]);
   return {
     key: hash.digest("hex").slice(0, 16),
@@ -137,10 +138,26 @@ function nodeAppRecipe(name: NodeImageName, cacheDir: string, log: (l: string) =
       cpSync(productionDependencies(cacheDir, log), join(app, "node_modules"), {
         recursive: true,
       });
-      for (const source of image.sources)
-        cpSync(join(repo, source), join(app, source), { recursive: true });
+      const compiled = image.compile ? compileSources(image.compile, root) : undefined;
+      for (const source of image.sources) {
+        const from = compiled && source.endsWith("/") ? join(compiled, source) : join(repo, source);
+        cpSync(from, join(app, source), { recursive: true });
+      }
+      if (compiled) rmSync(compiled, { recursive: true, force: true });
     },
   };
+}
+
+/** Compiles with the repository's TypeScript into a folder beside the image root; returns it. */
+function compileSources(tsconfig: string, imageRoot: string): string {
+  const out = `${imageRoot}.compiled`;
+  rmSync(out, { recursive: true, force: true });
+  execFileSync(
+    process.execPath,
+    [join(repo, "node_modules/typescript/bin/tsc"), "-p", join(repo, tsconfig), "--outDir", out],
+    { stdio: ["ignore", "inherit", "inherit"] },
+  );
+  return out;
 }
 
 /** An image holding one static binary from the node-tools build. */

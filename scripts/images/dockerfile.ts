@@ -13,11 +13,16 @@ export function renderDockerfile(image: NodeAppImage): string {
     "COPY package.json package-lock.json ./",
     `RUN ${NODE_IMAGE.npmCi.join(" ")} && npm cache clean --force`,
     "",
+    ...(image.compile ? compileStage(image, image.compile) : []),
     `FROM ${NODE_IMAGE.dockerBase}`,
     `WORKDIR ${NODE_IMAGE.workdir}`,
     ...Object.entries({ ...NODE_IMAGE.env, ...(image.env ?? {}) }).map(([k, v]) => `ENV ${k}=${v}`),
     `COPY --from=deps ${NODE_IMAGE.workdir}/node_modules ./node_modules`,
-    ...image.sources.map((s) => `COPY ${s} ./${s.endsWith("/") ? s : ""}`),
+    ...image.sources.map((s) =>
+      image.compile && s.endsWith("/")
+        ? `COPY --from=build ${NODE_IMAGE.workdir}/dist/${s} ./${s}`
+        : `COPY ${s} ./${s.endsWith("/") ? s : ""}`,
+    ),
     "# Non-root, and nothing is written inside the image: works with readOnlyRootFilesystem.",
     `USER ${NODE_IMAGE.user}`,
     ...(image.expose ?? []).map((port) => `EXPOSE ${port}`),
@@ -37,4 +42,17 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     writeFileSync(new URL(image.dockerfile, root), renderDockerfile(image));
     console.log(`wrote ${image.dockerfile}`);
   }
+}
+
+/** A stage compiling the image's TypeScript folders to JavaScript (dist/), with the dev dependencies. */
+function compileStage(image: NodeAppImage, tsconfig: string): string[] {
+  return [
+    `FROM ${NODE_IMAGE.dockerDepsBase} AS build`,
+    `WORKDIR ${NODE_IMAGE.workdir}`,
+    `COPY package.json package-lock.json tsconfig.json ${tsconfig} ./`,
+    "RUN npm ci --ignore-scripts --no-audit --no-fund",
+    ...image.sources.filter((s) => s.endsWith("/")).map((s) => `COPY ${s} ./${s}`),
+    `RUN npx tsc -p ${tsconfig}`,
+    "",
+  ];
 }
