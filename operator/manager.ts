@@ -21,7 +21,7 @@ import type { OperatorConfig } from "./config.ts";
 import { Controller } from "./runtime/controller.ts";
 import { EventRecorder } from "./runtime/events.ts";
 import { startHealthServer } from "./runtime/health.ts";
-import { IdleCollector } from "./runtime/idle-collection.ts";
+import { exposeGc, IdleCollector } from "./runtime/idle-collection.ts";
 import { Informer, InformerGroup, objectKey } from "./runtime/informer.ts";
 import type { KubeClient, KubeObject } from "./runtime/kube-client.ts";
 import { LeaderElector } from "./runtime/leader-election.ts";
@@ -380,9 +380,12 @@ export class Manager {
     );
     for (const informer of this.tasks)
       for (const key of informer.keys()) this.controller.enqueue(key);
-    const collector = new IdleCollector(() => this.controller.idle);
-    this.idleCollector = collector;
-    this.controller.onReconciled = () => collector.reconciled();
+    const gc = exposeGc();
+    if (gc) {
+      const collector = new IdleCollector(() => this.controller.idle, gc);
+      this.idleCollector = collector;
+      this.controller.onReconciled = () => collector.reconciled();
+    } else this.log.warn("no gc() available: memory is returned only by V8's own collections");
     this.controller.start();
     this.startGate?.start();
   }

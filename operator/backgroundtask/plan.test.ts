@@ -429,3 +429,55 @@ describe("runs belong to their task's UID (defect 10)", () => {
     expect(decided.actions).toContainEqual({ kind: "releaseJob", job: old, recorded: false });
   });
 });
+
+describe("active runs cost one status write", () => {
+  const running = (name: string, status: RunJob["status"] = {}): RunJob => ({
+    metadata: { name, uid: `${name}-uid`, annotations: { [TASK_UID_ANNOTATION]: "uid-1" } },
+    status,
+  });
+  const settled = (task: BackgroundTaskObject, jobs: RunJob[]) => {
+    const decided = plan(observe(task, jobs));
+    return { ...task, status: decided.status };
+  };
+
+  it("a Job shows once the Job controller starts or queues it, and stays shown until it ends", () => {
+    const task = settled(taskWith({}), []);
+    // Before the Job controller's first sync: hold the Job, but no status write.
+    const unsynced = plan(observe(task, [running("t-1")]));
+    expect(kinds(unsynced.actions)).toEqual(["addFinalizer"]);
+    expect(unsynced.status.active).toBeUndefined();
+
+    const started = plan(observe(task, [running("t-1", { startTime: "2026-05-01T11:59:59Z" })]));
+    expect(started.status.active).toEqual([{ name: "t-1", startTime: "2026-05-01T11:59:59Z" }]);
+    expect(kinds(started.actions)).toContain("writeStatus");
+
+    const queued = plan(
+      observe(task, [
+        running("t-2", {
+          conditions: [
+            {
+              type: "Suspended",
+              status: "True",
+              lastTransitionTime: "2026-05-01T11:59:58Z",
+            },
+          ],
+        } as never),
+      ]),
+    );
+    expect(queued.status.active).toEqual([{ name: "t-2", queuedSince: "2026-05-01T11:59:58Z" }]);
+
+    // A run the operator started shows at once, and is not dropped while its Job lacks a start time.
+    const asked = {
+      ...task,
+      metadata: { ...task.metadata, annotations: { [RUN_NOW_ANNOTATION]: "1" } },
+    };
+    const runNow = plan(observe(asked, []));
+    const created = runNow.actions.find((a) => a.kind === "createJob");
+    expect(created && runNow.status.active).toEqual([{ name: created?.name }]);
+    const stays = plan(
+      observe({ ...asked, status: runNow.status }, [running(created?.name ?? "")]),
+    );
+    expect(stays.status.active).toEqual([{ name: created?.name }]);
+    expect(kinds(stays.actions)).not.toContain("writeStatus");
+  });
+});

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   collectionDue,
+  exposeGc,
   IDLE_MS,
   IdleCollector,
   MIN_INTERVAL_MS,
@@ -23,6 +24,14 @@ describe("collectionDue", () => {
   });
 });
 
+describe("exposeGc", () => {
+  it("gives a working gc() without a command-line flag", () => {
+    const gc = exposeGc();
+    expect(typeof gc).toBe("function");
+    gc?.();
+  });
+});
+
 describe("IdleCollector", () => {
   afterEach(() => vi.useRealTimers());
 
@@ -40,14 +49,19 @@ describe("IdleCollector", () => {
     expect(gc).not.toHaveBeenCalled(); // still busy: the queue was not empty
     idle = true;
     collector.reconciled();
-    vi.advanceTimersByTime(IDLE_MS);
+    vi.advanceTimersByTime(IDLE_MS + 50);
     expect(gc).toHaveBeenCalledTimes(1);
 
     for (let i = 0; i < MIN_RECONCILES; i++) collector.reconciled();
-    vi.advanceTimersByTime(IDLE_MS);
+    vi.advanceTimersByTime(IDLE_MS + 50);
     expect(gc).toHaveBeenCalledTimes(1); // too soon after the last one
     vi.advanceTimersByTime(MIN_INTERVAL_MS);
     expect(gc).toHaveBeenCalledTimes(2); // looked again once the interval had passed
+
+    // Stopped: reconciles finishing during shutdown arm nothing.
     collector.stop();
+    for (let i = 0; i < MIN_RECONCILES; i++) collector.reconciled();
+    vi.advanceTimersByTime(MIN_INTERVAL_MS * 2);
+    expect(gc).toHaveBeenCalledTimes(2);
   });
 });

@@ -26,10 +26,20 @@ export function collectionDue(state: CollectionState): boolean {
   );
 }
 
-/** V8's gc(), from a fresh context created after --expose-gc: no flag needed on the command line. */
-export function exposeGc(): () => void {
-  setFlagsFromString("--expose-gc");
-  return runInNewContext("gc") as () => void;
+/**
+ * V8's gc(), from a fresh context created after --expose-gc: no flag needed on the command
+ * line. Undefined when that is not possible; the operator then runs without idle collections.
+ */
+export function exposeGc(): (() => void) | undefined {
+  const exposed = (globalThis as { gc?: () => void }).gc;
+  if (exposed) return exposed;
+  try {
+    setFlagsFromString("--expose-gc");
+    const gc: unknown = runInNewContext("gc");
+    return typeof gc === "function" ? (gc as () => void) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 export class IdleCollector {
@@ -37,6 +47,7 @@ export class IdleCollector {
   private lastAt: number;
   private lastReconcileAt: number;
   private timer?: NodeJS.Timeout;
+  private stopped = false;
   collections = 0;
 
   private readonly isIdle: () => boolean;
@@ -44,7 +55,7 @@ export class IdleCollector {
   private readonly now: () => number;
 
   /** `isIdle`: the work queue is empty and no reconcile is running. */
-  constructor(isIdle: () => boolean, gc: () => void = exposeGc(), now: () => number = Date.now) {
+  constructor(isIdle: () => boolean, gc: () => void, now: () => number = () => performance.now()) {
     this.isIdle = isIdle;
     this.gc = gc;
     this.now = now;
@@ -56,14 +67,17 @@ export class IdleCollector {
   reconciled(): void {
     this.reconciles++;
     this.lastReconcileAt = this.now();
-    this.arm(IDLE_MS);
+    // A little over IDLE_MS: timers run on the event loop's cached clock and may fire a bit early.
+    this.arm(IDLE_MS + 20);
   }
 
   stop(): void {
+    this.stopped = true;
     clearTimeout(this.timer);
   }
 
   private arm(ms: number): void {
+    if (this.stopped) return;
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.check(), ms);
     this.timer.unref();
@@ -84,7 +98,7 @@ export class IdleCollector {
       this.lastAt = now;
     } else if (state.reconcilesSinceLast >= MIN_RECONCILES) {
       // Too soon after the last collection: look again when the interval has passed.
-      this.arm(Math.max(IDLE_MS, MIN_INTERVAL_MS - state.msSinceLast));
+      this.arm(Math.max(IDLE_MS, MIN_INTERVAL_MS - state.msSinceLast) + 20);
     }
   }
 }

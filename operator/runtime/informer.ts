@@ -69,6 +69,8 @@ export class Informer<T extends KubeObject> {
   private retryTimer?: NodeJS.Timeout;
   private failures = 0;
   private stopped = false;
+  /** Each start begins a new run; lists and watches of an earlier run are ignored. */
+  private run = 0;
   private synced = false;
   private syncWaiters: Array<() => void> = [];
 
@@ -202,11 +204,12 @@ export class Informer<T extends KubeObject> {
 
   start(): void {
     this.stopped = false;
-    void this.listAndWatch();
+    void this.listAndWatch(++this.run);
   }
 
   stop(): void {
     this.stopped = true;
+    this.run++; // a list or watch still in flight belongs to the stopped run: it must not touch the store
     clearTimeout(this.idleTimer);
     clearTimeout(this.retryTimer);
     this.abort?.abort();
@@ -217,18 +220,19 @@ export class Informer<T extends KubeObject> {
     return (this.options.transform ? this.options.transform(trimmed) : trimmed) as T;
   }
 
-  private async listAndWatch(): Promise<void> {
-    if (this.stopped) return;
+  private async listAndWatch(run: number): Promise<void> {
+    if (this.stopped || run !== this.run) return;
     try {
-      await this.relist();
+      if (!(await this.relist(run))) return;
       this.failures = 0;
-      this.watch();
+      this.watch(run);
     } catch (error) {
-      this.scheduleRestart(error);
+      this.scheduleRestart(run, error);
     }
   }
 
-  private async relist(): Promise<void> {
+  /** False when the run was superseded (stopped, or started again) before the list finished. */
+  private async relist(run: number): Promise<boolean> {
     // Page by page into the store: a relist of 10,000 objects never holds them all as objects.
     // A relist that fails half-way leaves newer objects behind, never older ones; the next one finishes.
     const listed = new Set<string>();
@@ -243,6 +247,7 @@ export class Informer<T extends KubeObject> {
         query,
         this.options.metadataOnly ? METADATA_LIST_ACCEPT : undefined,
       );
+      if (run !== this.run) return false;
       for (const item of page.items ?? []) {
         const object = this.transform(item);
         const key = objectKey(object);
@@ -270,10 +275,11 @@ export class Informer<T extends KubeObject> {
       for (const resolve of this.syncWaiters.splice(0)) resolve();
     }
     this.options.log.debug({ informer: this.options.name, count: this.store.size }, "listed");
+    return true;
   }
 
-  private watch(): void {
-    if (this.stopped) return;
+  private watch(run: number): void {
+    if (this.stopped || run !== this.run) return;
     const query: Record<string, string> = {
       resourceVersion: this.resourceVersion,
       allowWatchBookmarks: "true",
@@ -287,6 +293,7 @@ export class Informer<T extends KubeObject> {
       this.options.path,
       query,
       (type, raw) => {
+        if (run !== this.run) return;
         this.resetIdleTimer();
         if (type === "ERROR") {
           const status = raw as unknown as { code?: number; message?: string };
@@ -318,19 +325,19 @@ export class Informer<T extends KubeObject> {
         else this.emit("add", object);
       },
       (error) => {
+        if (this.stopped || run !== this.run) return;
         clearTimeout(this.idleTimer);
-        if (this.stopped) return;
         if (gone) {
           this.options.log.info(
             { informer: this.options.name },
             "resourceVersion too old (410); relisting",
           );
-          void this.listAndWatch();
+          void this.listAndWatch(run);
         } else if (error && !(error instanceof Error && error.name === "AbortError")) {
-          this.scheduleRestart(error);
+          this.scheduleRestart(run, error);
         } else {
           // Normal end of a stream (server timeout or idle abort): resume where we were.
-          this.watch();
+          this.watch(run);
         }
       },
       this.options.metadataOnly ? METADATA_ACCEPT : undefined,
@@ -350,8 +357,8 @@ export class Informer<T extends KubeObject> {
     this.idleTimer.unref();
   }
 
-  private scheduleRestart(error: unknown): void {
-    if (this.stopped) return;
+  private scheduleRestart(run: number, error: unknown): void {
+    if (this.stopped || run !== this.run) return;
     this.failures++;
     const min = this.options.minBackoffMs ?? 500;
     const max = this.options.maxBackoffMs ?? 30_000;
@@ -360,7 +367,7 @@ export class Informer<T extends KubeObject> {
       { informer: this.options.name, err: String(error), delayMs: Math.round(delay) },
       "list/watch failed; retrying",
     );
-    this.retryTimer = setTimeout(() => void this.listAndWatch(), delay);
+    this.retryTimer = setTimeout(() => void this.listAndWatch(run), delay);
   }
 
   private emit(kind: "add" | "update" | "delete", object: T, old?: T): void {
