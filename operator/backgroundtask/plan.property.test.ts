@@ -94,8 +94,8 @@ class ModelCluster {
     this.now += ms;
   }
 
-  /** The CronJob controller starting a scheduled run. */
-  spawn(snapshot = true): ModelJob {
+  /** The CronJob controller starting a scheduled run (not yet synced: no start time). */
+  spawn(snapshot = true, synced = true): ModelJob {
     const name = `t-${this.uidSeq}`;
     const job: ModelJob = {
       metadata: {
@@ -106,11 +106,21 @@ class ModelCluster {
         annotations: { [TASK_UID_ANNOTATION]: TASK_UID },
         finalizers: [],
       },
-      status: { startTime: this.iso(), active: 1 },
+      status: synced ? { startTime: this.iso(), active: 1 } : {},
     };
     this.jobs.set(name, job);
     if (snapshot) this.snapshot();
     return job;
+  }
+
+  /** The Job controller's first sync of every Job it has not started yet. */
+  syncJobs(): void {
+    for (const job of this.jobs.values())
+      if (!job.outcome && !job.status?.startTime) {
+        job.status = { startTime: this.iso(), active: 1 };
+        job.metadata.resourceVersion = String(this.rv++);
+      }
+    this.snapshot();
   }
 
   finish(index: number, outcome: "Succeeded" | "Failed", snapshot = true): void {
@@ -376,6 +386,47 @@ const baseSpec = {
   schedule: "0 0 1 1 *",
   concurrencyPolicy: "Allow",
 };
+
+describe("active runs over generated histories", () => {
+  const activeStep = fc.oneof(
+    fc.record({ kind: fc.constant("spawn" as const), synced: fc.boolean() }),
+    fc.constant({ kind: "sync" as const }),
+    fc.record({
+      kind: fc.constant("finish" as const),
+      index: fc.nat(20),
+      outcome: fc.constantFrom("Succeeded" as const, "Failed" as const),
+    }),
+    fc.record({
+      kind: fc.constant("reconcile" as const),
+      taskLag: fc.nat(3),
+      jobsLag: fc.nat(3),
+    }),
+  );
+
+  it("once settled, status.active lists exactly the runs the Job controller has started", () => {
+    fc.assert(
+      fc.property(fc.array(activeStep, { maxLength: 40 }), (steps) => {
+        const cluster = new ModelCluster(baseSpec);
+        const operator = new ModelOperator(cluster);
+        for (const s of steps) {
+          cluster.tick();
+          if (s.kind === "spawn") cluster.spawn(true, s.synced);
+          else if (s.kind === "sync") cluster.syncJobs();
+          else if (s.kind === "finish") cluster.finish(s.index, s.outcome);
+          else operator.reconcile(s.taskLag, s.jobsLag);
+        }
+        operator.settle(400);
+        const started = [...cluster.jobs.values()]
+          .filter((j) => !j.outcome && j.status?.startTime)
+          .map((j) => j.metadata.name)
+          .sort();
+        const shown = (cluster.task.status?.active ?? []).map((run) => run.name).sort();
+        expect(shown).toEqual(started);
+      }),
+      { numRuns: 150 },
+    );
+  }, 120_000);
+});
 
 describe("run accounting over generated histories (model of the apiserver)", () => {
   it("counts every finished run exactly once and releases every Job, whatever the crashes, lags and outages", () => {
