@@ -249,7 +249,11 @@ async function startPeer(binary: string, namespaces: string[], strip: boolean): 
   return op;
 }
 
-/** A watch that resumes from its last resourceVersion whenever the apiserver ends the stream. */
+/**
+ * A watch that resumes from its last resourceVersion whenever the apiserver ends the stream,
+ * and starts afresh (the apiserver replays the current state as ADDED events) when that
+ * version is gone (410): every consumer here keeps state that such a replay cannot spoil.
+ */
 function keepWatching(
   path: string,
   onEvent: (type: string, object: any) => void,
@@ -265,8 +269,12 @@ function keepWatching(
         ? { resourceVersion, allowWatchBookmarks: "true" }
         : { allowWatchBookmarks: "true" },
       (type, object) => {
+        if (type === "ERROR") {
+          resourceVersion = "";
+          return;
+        }
         if (object.metadata?.resourceVersion) resourceVersion = object.metadata.resourceVersion;
-        if (type !== "BOOKMARK" && type !== "ERROR") onEvent(type, object);
+        if (type !== "BOOKMARK") onEvent(type, object);
       },
       () => setTimeout(start, 100),
     );
