@@ -431,6 +431,24 @@ describe("runs belong to their task's UID (defect 10)", () => {
 });
 
 describe("active runs cost one status write", () => {
+  it("a finished run waiting for its pod's exit code stays shown until it is recorded", () => {
+    const started = finishedJob("t-1", "t-1-uid", "Succeeded", "2026-05-01T11:59:59Z");
+    const running: RunJob = {
+      ...started,
+      status: { startTime: "2026-05-01T11:59:59Z" },
+    };
+    const task = taskWith({});
+    const shown = { ...task, status: plan(observe(task, [running])).status };
+    expect(shown.status.active).toEqual([{ name: "t-1", startTime: "2026-05-01T11:59:59Z" }]);
+    // Complete a second ago, but the pod's terminated state is not in the cache yet.
+    const waiting = plan(observe(shown, [started], { podsOf: () => [] }));
+    expect(kinds(waiting.actions)).not.toContain("writeStatus");
+    expect(waiting.requeueAfterMs).toBeLessThanOrEqual(500);
+    const recorded = plan(observe(shown, [started]));
+    expect(recorded.status.active).toBeUndefined();
+    expect(recorded.status.runs?.total).toBe(1);
+  });
+
   const running = (name: string, status: RunJob["status"] = {}): RunJob => ({
     metadata: { name, uid: `${name}-uid`, annotations: { [TASK_UID_ANNOTATION]: "uid-1" } },
     status,

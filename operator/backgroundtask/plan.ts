@@ -143,6 +143,8 @@ export function plan(o: Observation): Plan {
     else if (hasFinalizer(job)) actions.push({ kind: "releaseJob", job, recorded: false });
   }
   const activeJobs: RunJob[] = [];
+  /** Finished, but waiting for their pods' exit codes: still shown as active until recorded. */
+  const finishing: RunJob[] = [];
   const finished: FinishedRun[] = [];
   const recordedBefore = new Set(task.status?.recordedJobs ?? []);
   for (const job of mine) {
@@ -151,8 +153,10 @@ export function plan(o: Observation): Plan {
       actions.push({ kind: "addFinalizer", job });
     const run = finishedRun(job, o.podsOf(job));
     if (!run) activeJobs.push(job);
-    else if (awaitingPods(run, now)) requeueIn(500);
-    else finished.push(run);
+    else if (awaitingPods(run, now)) {
+      finishing.push(job);
+      requeueIn(500);
+    } else finished.push(run);
   }
   const accounting = recordRuns(task.status ?? {}, finished, mine);
   if (accounting.deferred > 0) requeueIn(1000);
@@ -335,13 +339,17 @@ export function plan(o: Observation): Plan {
   // another when its start time comes.
   const shownBefore = new Set((task.status?.active ?? []).map((run) => run.name));
   const startedNames = new Set(started.map((s) => s.name));
-  const shownJobs = activeJobs.filter(
-    (j) =>
-      j.status?.startTime ||
-      isQueued(j) ||
-      shownBefore.has(j.metadata.name) ||
-      startedNames.has(j.metadata.name),
-  );
+  const shownJobs = [
+    ...activeJobs.filter(
+      (j) =>
+        j.status?.startTime ||
+        isQueued(j) ||
+        shownBefore.has(j.metadata.name) ||
+        startedNames.has(j.metadata.name),
+    ),
+    // Dropping a run while its pods catch up would cost a write just before the recording one.
+    ...finishing.filter((j) => shownBefore.has(j.metadata.name)),
+  ];
   const activeRuns = [
     ...shownJobs.map((j) => ({
       name: j.metadata.name,
