@@ -21,6 +21,7 @@ import {
   getJson,
   jobsOf,
   type Obj,
+  patchSpec,
   readyTask,
   waitForCondition,
   waitForStatus,
@@ -59,6 +60,28 @@ function helm(args: string[]): string {
 }
 
 /** --set for each value; keys starting with "=" use --set-string (kept a string, e.g. an env value). */
+/**
+ * The suites share one cluster whose CRD the test setup applied: a release adopts it, as
+ * anyone moving an existing CRD under Helm does (crds.keep leaves it in place afterwards).
+ */
+function adoptCrd(release: string, namespace: string): void {
+  kubectl([
+    "label",
+    "crd",
+    "backgroundtasks.nightshift.dev",
+    "--overwrite",
+    "app.kubernetes.io/managed-by=Helm",
+  ]);
+  kubectl([
+    "annotate",
+    "crd",
+    "backgroundtasks.nightshift.dev",
+    "--overwrite",
+    `meta.helm.sh/release-name=${release}`,
+    `meta.helm.sh/release-namespace=${namespace}`,
+  ]);
+}
+
 function setFlags(values: Record<string, string>): string[] {
   return Object.entries(values).flatMap(([key, value]) =>
     key.startsWith("=")
@@ -312,23 +335,7 @@ describe("Helm chart, installed", () => {
     // Operator and run pods alike must pass Pod Security "restricted".
     for (const ns of [system, tasks])
       kubectl(["label", "ns", ns, "pod-security.kubernetes.io/enforce=restricted"]);
-    // The suites share one cluster whose CRD the test setup applied: let the release adopt it,
-    // as anyone moving an existing CRD under Helm does. crds.keep leaves it in place afterwards.
-    kubectl([
-      "label",
-      "crd",
-      "backgroundtasks.nightshift.dev",
-      "--overwrite",
-      "app.kubernetes.io/managed-by=Helm",
-    ]);
-    kubectl([
-      "annotate",
-      "crd",
-      "backgroundtasks.nightshift.dev",
-      "--overwrite",
-      `meta.helm.sh/release-name=${release}`,
-      `meta.helm.sh/release-namespace=${system}`,
-    ]);
+    adoptCrd(release, system);
     helm(["install", release, CHART, "-n", system, ...setFlags(installValues())]);
     serviceAccount = `${release}-nightshift`;
   });
@@ -693,21 +700,7 @@ describe("Helm chart, installed on the real node", () => {
     });
     await new Promise<void>((resolve) => peer?.listen(0, "0.0.0.0", resolve));
     peerUrl = forPods(`http://127.0.0.1:${(peer.address() as AddressInfo).port}`);
-    kubectl([
-      "label",
-      "crd",
-      "backgroundtasks.nightshift.dev",
-      "--overwrite",
-      "app.kubernetes.io/managed-by=Helm",
-    ]);
-    kubectl([
-      "annotate",
-      "crd",
-      "backgroundtasks.nightshift.dev",
-      "--overwrite",
-      `meta.helm.sh/release-name=${release}`,
-      `meta.helm.sh/release-namespace=${system}`,
-    ]);
+    adoptCrd(release, system);
     values = {
       watchNamespaces: `{${tasks}}`,
       "image.repository": OPERATOR_IMAGE.split(":")[0] as string,
@@ -806,6 +799,21 @@ describe("Helm chart, installed on the real node", () => {
     expect(test.output).toMatch(/Phase:\s+Succeeded/);
   });
 
+  /** Points the ping task at the peer with a delay (ms) and starts a run of it now. */
+  async function startPingRun(delayMs: number, runNow: string): Promise<void> {
+    patchSpec(tasks, "ping", { params: { url: `${peerUrl}/?delay=${delayMs}` } });
+    await waitForCondition(tasks, "ping", "Ready", "True");
+    kubectl([
+      "annotate",
+      "--overwrite",
+      "bgt",
+      "ping",
+      "-n",
+      tasks,
+      `nightshift.dev/run-now=${runNow}`,
+    ]);
+  }
+
   it("reconciles a task whose runs really execute; an upgrade mid-run counts that run once", {
     timeout: 900_000,
   }, async () => {
@@ -815,18 +823,7 @@ describe("Helm chart, installed on the real node", () => {
     expect(requests).toBe(1);
 
     // A run in flight (20 s) while `helm upgrade` rolls both operator pods.
-    kubectl([
-      "patch",
-      "bgt",
-      "ping",
-      "-n",
-      tasks,
-      "--type=merge",
-      "-p",
-      JSON.stringify({ spec: { params: { url: `${peerUrl}/?delay=20000` } } }),
-    ]);
-    await waitForCondition(tasks, "ping", "Ready", "True");
-    kubectl(["annotate", "--overwrite", "bgt", "ping", "-n", tasks, "nightshift.dev/run-now=2"]);
+    await startPingRun(20000, "2");
     await eventually(() => (requests === 2 ? true : undefined), {
       what: "the second run calling the peer",
       timeoutMs: 120_000,
@@ -919,18 +916,7 @@ describe("Helm chart, installed on the real node", () => {
     timeout: 600_000,
   }, async () => {
     // A run still going when the operator goes away.
-    kubectl([
-      "patch",
-      "bgt",
-      "ping",
-      "-n",
-      tasks,
-      "--type=merge",
-      "-p",
-      JSON.stringify({ spec: { params: { url: `${peerUrl}/?delay=60000` } } }),
-    ]);
-    await waitForCondition(tasks, "ping", "Ready", "True");
-    kubectl(["annotate", "--overwrite", "bgt", "ping", "-n", tasks, "nightshift.dev/run-now=4"]);
+    await startPingRun(60000, "4");
     await eventually(
       () =>
         jobsOf(tasks, "ping").some(

@@ -153,8 +153,15 @@ export function checkSpec(
   task: BackgroundTaskObject,
   lookup: Pick<ValidationContext, "imageAllowed">,
 ): SpecCheck {
-  const validation = specValidation(task, lookup);
-  return { validation, refs: validation.valid ? referencesOf(validation.spec) : [] };
+  const parsed = backgroundTaskSpec.safeParse(task.spec);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const field = fieldPath("spec", issue?.path ?? []);
+    return { validation: invalid("InvalidSpec", field, issue?.message ?? "invalid"), refs: [] };
+  }
+  const refs = referencesOf(parsed.data);
+  const validation = specValidation(task.metadata, parsed.data, refs, lookup);
+  return { validation, refs: validation.valid ? refs : [] };
 }
 
 export function withReferences(
@@ -178,17 +185,11 @@ export function withReferences(
 }
 
 function specValidation(
-  task: BackgroundTaskObject,
+  metadata: BackgroundTaskObject["metadata"],
+  spec: BackgroundTaskSpec,
+  refs: Reference[],
   lookup: Pick<ValidationContext, "imageAllowed">,
 ): Validation {
-  const parsed = backgroundTaskSpec.safeParse(task.spec);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const field = fieldPath("spec", issue?.path ?? []);
-    return invalid("InvalidSpec", field, issue?.message ?? "invalid");
-  }
-  const spec = parsed.data;
-  const refs = referencesOf(spec);
   const references = refs.map((r) => `${r.kind}/${r.name}`);
 
   let taskType: TaskType | "container" = "container";
@@ -235,7 +236,7 @@ function specValidation(
 
   let resolved: string;
   try {
-    resolved = resolveSchedule(schedule, task.metadata.namespace, task.metadata.name);
+    resolved = resolveSchedule(schedule, metadata.namespace, metadata.name);
     validateResolvedSchedule(resolved);
   } catch (error) {
     if (!(error instanceof ScheduleError)) throw error;

@@ -6,6 +6,7 @@ import type { AddressInfo } from "node:net";
 import pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { freePorts } from "../controlplane/processes.ts";
+import { notionPage } from "../support/catalogue-fixture.ts";
 import { createDatabase } from "../support/postgres.ts";
 import { runTask } from "../support/runner.ts";
 
@@ -192,23 +193,7 @@ describe("sync tasks", () => {
     const requests: string[] = [];
     let rateLimitNext = 0;
     let failing = false;
-    const pages = Array.from({ length: 7 }, (_, i) => ({
-      object: "page",
-      id: `page-${i}`,
-      url: `https://www.notion.so/page-${i}`,
-      created_time: "2026-01-01T00:00:00.000Z",
-      last_edited_time: "2026-11-01T00:00:00.000Z",
-      archived: false,
-      in_trash: false,
-      parent: { type: "data_source_id", data_source_id: "ds-1" },
-      properties: {
-        Name: {
-          id: "title",
-          type: "title",
-          title: [{ type: "text", plain_text: `Page ${i}`, text: { content: `Page ${i}` } }],
-        },
-      },
-    }));
+    const pages = Array.from({ length: 7 }, (_, i) => notionPage(i));
 
     beforeAll(async () => {
       notion = await listen((req, res) => {

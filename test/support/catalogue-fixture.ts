@@ -59,23 +59,28 @@ function ics(): string {
   ].join("\r\n");
 }
 
-const notionPages = Array.from({ length: 3 }, (_, i) => ({
-  object: "page",
-  id: `page-${i}`,
-  url: `https://www.notion.so/page-${i}`,
-  created_time: "2026-01-01T00:00:00.000Z",
-  last_edited_time: "2026-11-01T00:00:00.000Z",
-  archived: false,
-  in_trash: false,
-  parent: { type: "data_source_id", data_source_id: "ds-1" },
-  properties: {
-    Name: {
-      id: "title",
-      type: "title",
-      title: [{ type: "text", plain_text: `Page ${i}`, text: { content: `Page ${i}` } }],
+/** A page as the Notion API lists it, titled "Page i". */
+export function notionPage(i: number) {
+  return {
+    object: "page",
+    id: `page-${i}`,
+    url: `https://www.notion.so/page-${i}`,
+    created_time: "2026-01-01T00:00:00.000Z",
+    last_edited_time: "2026-11-01T00:00:00.000Z",
+    archived: false,
+    in_trash: false,
+    parent: { type: "data_source_id", data_source_id: "ds-1" },
+    properties: {
+      Name: {
+        id: "title",
+        type: "title",
+        title: [{ type: "text", plain_text: `Page ${i}`, text: { content: `Page ${i}` } }],
+      },
     },
-  },
-}));
+  };
+}
+
+const notionPages = Array.from({ length: 3 }, (_, i) => notionPage(i));
 
 /** Starts the SMTP sink and the HTTP peer on `host`. */
 export async function startCataloguePeers(host: string): Promise<CataloguePeers> {
