@@ -19,11 +19,25 @@ describe("maintenance tasks", () => {
     db = new pg.Client({ connectionString: databaseUrl });
     await db.connect();
     env = { DATABASE_URL: databaseUrl };
+    // Autovacuum would race the task for the dead tuples this suite creates and leave it none to report.
+    await db.query("ALTER TABLE sessions SET (autovacuum_enabled = off)");
     downUrl = `postgres://x@127.0.0.1:${(await freePorts(1))[0]}/x`;
   });
   afterAll(async () => {
     await db.end();
   });
+  async function waitForDeadTuples(atLeast: number): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const { rows } = await db.query(
+        "SELECT n_dead_tup::int AS dead FROM pg_stat_user_tables WHERE relname = 'sessions'",
+      );
+      const dead = rows[0]?.dead ?? 0;
+      if (dead >= atLeast) return;
+      if (Date.now() > deadline) throw new Error(`sessions shows ${dead} dead tuples, expected ${atLeast}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
   beforeEach(async () => {
     await db.query("TRUNCATE sessions");
     // 5000 expired two hours ago, 300 expired 10 minutes ago (inside the grace period), 200 live.
@@ -99,7 +113,8 @@ describe("maintenance tasks", () => {
     await deleter.connect();
     await deleter.query("DELETE FROM sessions WHERE id LIKE 'old%'");
     await deleter.end();
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // The deleter's statistics reach the shared counters shortly after it exits; wait until they show.
+    await waitForDeadTuples(4000);
     const run = await runTask(
       "maintenance.optimize-database",
       { tables: ["sessions"], reindex: true },
