@@ -97,7 +97,9 @@ describe("email tasks", () => {
     expect(row).toMatchObject({ status: "pending", attempts: 1, later: true });
     expect(row.last_error).toContain("mailbox unavailable");
     // The retry is due once its backoff has passed by the database's clock, which the task reads.
-    while ((await db.query("SELECT next_attempt_at > now() AS later FROM email_queue")).rows[0].later)
+    while (
+      (await db.query("SELECT next_attempt_at > now() AS later FROM email_queue")).rows[0].later
+    )
       await new Promise((resolve) => setTimeout(resolve, 100));
     const second = await runTask(
       "email.process-queue",

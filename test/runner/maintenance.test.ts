@@ -34,7 +34,8 @@ describe("maintenance tasks", () => {
       );
       const dead = rows[0]?.dead ?? 0;
       if (dead >= atLeast) return;
-      if (Date.now() > deadline) throw new Error(`sessions shows ${dead} dead tuples, expected ${atLeast}`);
+      if (Date.now() > deadline)
+        throw new Error(`sessions shows ${dead} dead tuples, expected ${atLeast}`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
