@@ -6,6 +6,7 @@ import type { BackgroundTaskObject, BackgroundTaskStatus } from "../../crds/back
 import { circuitAfterRuns, halfOpen } from "./circuit.ts";
 import { cronJobDrift, desiredCronJob } from "./desired-cronjob.ts";
 import {
+  RECORDED_ANNOTATION,
   RESET_CIRCUIT_ANNOTATION,
   RUN_FINALIZER,
   RUN_NOW_ANNOTATION,
@@ -497,5 +498,31 @@ describe("active runs cost one status write", () => {
     );
     expect(stays.status.active).toEqual([{ name: created?.name }]);
     expect(kinds(stays.actions)).not.toContain("writeStatus");
+  });
+
+  it("a released run leaves status.recordedJobs with the next write, not with one of its own", () => {
+    const task = settled(taskWith({}), []);
+    const finished = finishedJob("t-1", "j1", "Succeeded", "2026-05-01T11:59:59Z");
+    const recording = plan(observe(task, [finished]));
+    expect(recording.status.recordedJobs).toEqual(["j1"]);
+    expect(kinds(recording.actions)).toEqual(["writeStatus", "releaseJob"]);
+    const recorded = { ...task, status: recording.status };
+    const released: RunJob = {
+      ...finished,
+      metadata: {
+        ...finished.metadata,
+        finalizers: [],
+        annotations: { ...finished.metadata.annotations, [RECORDED_ANNOTATION]: "true" },
+      },
+    };
+    const quiet = plan(observe(recorded, [released]));
+    expect(kinds(quiet.actions)).toEqual([]);
+    // The next run's start is written anyway, and forgets j1 on the way.
+    const next = plan(
+      observe(recorded, [released, running("t-2", { startTime: "2026-05-01T12:00:00Z" })]),
+    );
+    const write = next.actions.find((a) => a.kind === "writeStatus");
+    expect(write?.kind === "writeStatus" && write.patch).toMatchObject({ recordedJobs: null });
+    expect(next.status.active).toEqual([{ name: "t-2", startTime: "2026-05-01T12:00:00Z" }]);
   });
 });

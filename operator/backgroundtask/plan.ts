@@ -370,7 +370,8 @@ export function plan(o: Observation): Plan {
     activeRuns,
   });
   const patch = statusPatch(task.status, status);
-  if (patch) actions.push({ kind: "writeStatus", patch });
+  if (patch && !onlyForgetsRecordedJobs(task.status, status))
+    actions.push({ kind: "writeStatus", patch });
 
   // 5. After the write: release what is recorded, prune history, tell the user.
   const recordedUids = new Set(status.recordedJobs ?? []);
@@ -444,4 +445,20 @@ function pruneHistory(spec: BackgroundTaskSpec, jobs: RunJob[], recorded: Set<st
     ...done.filter((r) => r.outcome === "Succeeded").slice(spec.successfulRunsHistoryLimit),
     ...done.filter((r) => r.outcome === "Failed").slice(spec.failedRunsHistoryLimit),
   ].map((run): Action => ({ kind: "deleteJob", job: run.job, why: "history limit" }));
+}
+
+/**
+ * Whether the status changed only by UIDs leaving status.recordedJobs. Forgetting a recorded run is
+ * never urgent (its Job carries the recorded annotation by then, or is gone), so it rides along with
+ * the next write that happens anyway instead of costing a write of its own after every run.
+ */
+export function onlyForgetsRecordedJobs(
+  previous: BackgroundTaskStatus | undefined,
+  next: BackgroundTaskStatus,
+): boolean {
+  const before = previous?.recordedJobs ?? [];
+  const after = next.recordedJobs ?? [];
+  if (after.length >= before.length || !after.every((uid) => before.includes(uid))) return false;
+  const remembering: BackgroundTaskStatus = { ...next, recordedJobs: before };
+  return statusPatch(previous, remembering) === undefined;
 }
