@@ -3,7 +3,6 @@
 // re-read every minute, client certificate files likewise, exec credential
 // plugins run again when what they issued expires; and whenever the apiserver
 // answers 401 everything is re-read before the next request.
-import { execFile } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import type { ExecConfig, PemSource, UserAuth } from "./kubeconfig.ts";
 
@@ -91,6 +90,8 @@ const runExecPlugin: ExecRunner = (config) => {
   };
   const env: NodeJS.ProcessEnv = { ...process.env, KUBERNETES_EXEC_INFO: JSON.stringify(info) };
   for (const { name, value } of config.env) env[name] = value;
+  // Loaded on first use: child_process brings dgram, net and readline, which most operators never need.
+  const { execFile } = process.getBuiltinModule("node:child_process");
   return new Promise((resolve, reject) =>
     execFile(
       config.command,

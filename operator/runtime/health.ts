@@ -1,5 +1,5 @@
 // /healthz, /readyz and /metrics on one port.
-import { createServer, type Server } from "node:http";
+import type { Server } from "node:http";
 import type { Registry } from "prom-client";
 
 export interface HealthChecks {
@@ -15,6 +15,9 @@ export function startHealthServer(
   const [host, portText] = address.includes(":")
     ? [address.slice(0, address.lastIndexOf(":")), address.slice(address.lastIndexOf(":") + 1)]
     : ["", address];
+  // Not `import from "node:http"`: its ES module face reads http.WebSocket and friends, which loads
+  // undici and http2 (~5 MB) that this server never uses.
+  const { createServer } = process.getBuiltinModule("node:http");
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];
     if (path === "/healthz" || path === "/livez") {
