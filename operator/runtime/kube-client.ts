@@ -6,8 +6,9 @@
 // counted so tests and benchmarks can prove "zero writes while idle"; writes
 // pass a fence (the leader's lease) and rejected credentials are tracked for
 // health checks.
-import type { ClientRequest } from "node:http";
+import type { ClientRequest, ClientRequestArgs } from "node:http";
 import { Agent, request } from "node:https";
+import type { Duplex } from "node:stream";
 import { CredentialSource, type Credentials } from "./credentials.ts";
 import { type ClusterConnection, loadConnection } from "./kubeconfig.ts";
 export interface KubeObject {
@@ -102,6 +103,19 @@ export interface KubeClientOptions {
   timeoutMs?: number;
 }
 
+/**
+ * Node 24's https.Agent.createConnection gives the TLS session listener it adds to every socket a
+ * closure context that also holds the callback, which leads to the socket's first request: each
+ * keep-alive socket keeps that request's whole response body alive (a list page is megabytes).
+ * Not passing the callback breaks the chain; Agent.createSocket then uses the returned socket
+ * itself. Only a proxy tunnel needs the callback, and this agent is given no proxy.
+ */
+class UnretainingAgent extends Agent {
+  override createConnection(options: ClientRequestArgs): Duplex | null | undefined {
+    return super.createConnection(options);
+  }
+}
+
 export class KubeClient {
   readonly connection: ClusterConnection;
   private readonly credentials: CredentialSource;
@@ -149,7 +163,7 @@ export class KubeClient {
   }
 
   private makeAgent(credentials: Credentials): Agent {
-    return new Agent({
+    return new UnretainingAgent({
       keepAlive: true,
       maxSockets: 64,
       ca: this.connection.ca,
