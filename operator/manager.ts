@@ -26,6 +26,7 @@ import { Informer, InformerGroup, objectKey } from "./runtime/informer.ts";
 import type { KubeClient, KubeObject } from "./runtime/kube-client.ts";
 import { LeaderElector } from "./runtime/leader-election.ts";
 import { OperatorMetrics } from "./runtime/metrics.ts";
+import { OwnEchoes } from "./runtime/own-echoes.ts";
 
 const CONTROLLER_NAME = "backgroundtask";
 /** Index of run pods by the reference they report missing: "Secret/namespace/name". */
@@ -183,8 +184,10 @@ export class Manager {
       config.identity,
       log.child({ component: "events" }),
     );
+    const appliedCronJobs = new OwnEchoes();
     const reconciler = new BackgroundTaskReconciler({
       client,
+      appliedCronJobs,
       tasks: new InformerGroup(this.tasks),
       cronJobs: new InformerGroup(this.cronJobs),
       jobs: new InformerGroup(this.jobs),
@@ -255,7 +258,16 @@ export class Manager {
         onDelete: (task) => this.forgetReferences(objectKey(task)),
       });
     }
-    for (const informer of [...this.cronJobs, ...this.jobs]) {
+    for (const informer of this.cronJobs) {
+      const news = (cronJob: KubeObject) =>
+        !appliedCronJobs.isEcho(objectKey(cronJob), cronJob.metadata.resourceVersion);
+      informer.addHandlers({
+        onAdd: (o) => news(o) && enqueue(ownerTaskKey(o)),
+        onUpdate: (o) => news(o) && enqueue(ownerTaskKey(o)),
+        onDelete: (o) => enqueue(ownerTaskKey(o)),
+      });
+    }
+    for (const informer of this.jobs) {
       informer.addHandlers({
         onAdd: (o) => enqueue(ownerTaskKey(o)),
         onUpdate: (o) => enqueue(ownerTaskKey(o)),

@@ -14,6 +14,7 @@ import {
   type KubeClient,
   type KubeObject,
 } from "../runtime/kube-client.ts";
+import type { OwnEchoes } from "../runtime/own-echoes.ts";
 import type { DeferralPolicy, QueueLoad } from "./deferral.ts";
 import type { CronJobSettings } from "./desired-cronjob.ts";
 import {
@@ -39,6 +40,8 @@ export interface ReconcilerDeps {
   client: KubeClient;
   tasks: InformerGroup<KubeObject>;
   cronJobs: InformerGroup<KubeObject>;
+  /** CronJobs this reconciler applied: their watch events need no reconcile of their own. */
+  appliedCronJobs?: OwnEchoes;
   /** Run Jobs, indexed by task key (JOBS_BY_TASK). */
   jobs: InformerGroup<KubeObject>;
   /** Run pods, indexed by namespace/job name (PODS_BY_JOB). */
@@ -184,10 +187,14 @@ export class BackgroundTaskReconciler {
           break;
         case "applyCronJob":
           try {
-            await client.apply(
+            const applied = await client.apply<KubeObject>(
               `/apis/batch/v1/namespaces/${namespace}/cronjobs/${action.cronJob.metadata.name}`,
               action.cronJob,
               FIELD_MANAGER,
+            );
+            this.deps.appliedCronJobs?.expect(
+              `${namespace}/${action.cronJob.metadata.name}`,
+              applied.metadata.resourceVersion,
             );
             log.info(
               { task: `${namespace}/${task?.metadata.name}`, why: action.why },
