@@ -84,4 +84,39 @@ describe("informer with a packed cache", () => {
     expect(informer.get(`${ns}/cm-2`)?.data?.note).toBe("missed");
     informer.stop();
   });
+
+  it("shows our own write, by key and by index, until the watch brings it", async () => {
+    await client.create(path(), configMap("own", "before"));
+    const informer = new Informer<ConfigMap>(client, {
+      name: "configmaps",
+      path: path(),
+      labelSelector: "informer-test=yes",
+      compact: true,
+      log: pino({ level: "silent" }),
+    });
+    informer.addIndex("schedule", (o) => [o.data?.schedule ?? ""]);
+    informer.start();
+    await informer.waitForSync();
+    const cached = informer.get(`${ns}/own`) as ConfigMap;
+    // Stopped, the informer cannot hear of the write: only recordWrite can tell it.
+    informer.stop();
+    const written = await client.mergePatch<ConfigMap>(`${path()}/own`, {
+      data: { note: "after" },
+    });
+    expect(informer.get(`${ns}/own`)?.data?.note).toBe("before");
+    informer.recordWrite(written, cached.metadata.resourceVersion ?? "");
+    expect(informer.get(`${ns}/own`)?.data?.note).toBe("after");
+    const indexed = informer
+      .byIndex("schedule", "H H * * *")
+      .find((o) => o.metadata.name === "own");
+    expect(indexed?.data?.note).toBe("after");
+    // Someone else's later change wins once the watch delivers it.
+    await client.mergePatch(`${path()}/own`, { data: { note: "theirs" } });
+    informer.start();
+    await eventually(
+      () => (informer.get(`${ns}/own`)?.data?.note === "theirs" ? true : undefined),
+      { what: "the relist's version of own" },
+    );
+    informer.stop();
+  });
 });

@@ -286,13 +286,16 @@ export class BackgroundTaskReconciler {
 
   private async patchJob(namespace: string, job: RunJob, patch: unknown): Promise<void> {
     try {
-      await this.deps.client.request(
+      const written = await this.deps.client.request<KubeObject>(
         "patch",
         "PATCH",
         `/apis/batch/v1/namespaces/${namespace}/jobs/${job.metadata.name}`,
         patch,
         STRATEGIC_MERGE,
       );
+      // Until the watch delivers it, the next reconcile sees the Job held or released already,
+      // instead of holding or releasing it a second time.
+      this.deps.jobs.recordWrite(written, job.metadata.resourceVersion ?? "");
     } catch (error) {
       // Gone already, replaced by a Job of the same name (uid differs: 409/422), or being deleted
       // (no new finalizers allowed: 422): either way there is nothing to hold or release.

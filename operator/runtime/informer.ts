@@ -94,7 +94,7 @@ export class Informer<T extends KubeObject> {
     if (!keys) return [];
     const out: T[] = [];
     for (const key of keys) {
-      const object = this.cached(key);
+      const object = this.get(key); // with our own newer writes, as get gives them
       if (object) out.push(object);
     }
     return out;
