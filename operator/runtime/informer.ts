@@ -189,6 +189,11 @@ export class Informer<T extends KubeObject> {
     return this.store.keys();
   }
 
+  /** Whether an object is cached under `key`, without reading it. */
+  has(key: string): boolean {
+    return this.store.has(key);
+  }
+
   get size(): number {
     return this.store.size;
   }
@@ -413,7 +418,7 @@ export class InformerGroup<T extends KubeObject> {
   recordWrite(object: T, replacedResourceVersion: string): void {
     const key = objectKey(object);
     this.informers
-      .find((informer) => informer.get(key))
+      .find((informer) => informer.has(key))
       ?.recordWrite(object, replacedResourceVersion);
   }
 }

@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { freePorts } from "../controlplane/processes.ts";
+import { eventually } from "../support/eventually.ts";
 import { createDatabase } from "../support/postgres.ts";
 import { runTask } from "../support/runner.ts";
 import { type SmtpPeer, startSmtpPeer } from "../support/smtp.ts";
@@ -97,10 +98,13 @@ describe("email tasks", () => {
     expect(row).toMatchObject({ status: "pending", attempts: 1, later: true });
     expect(row.last_error).toContain("mailbox unavailable");
     // The retry is due once its backoff has passed by the database's clock, which the task reads.
-    while (
-      (await db.query("SELECT next_attempt_at > now() AS later FROM email_queue")).rows[0].later
-    )
-      await new Promise((resolve) => setTimeout(resolve, 100));
+    await eventually(
+      async () =>
+        (await db.query("SELECT next_attempt_at <= now() AS due FROM email_queue")).rows[0].due
+          ? true
+          : undefined,
+      { intervalMs: 100, what: "the retry to be due" },
+    );
     const second = await runTask(
       "email.process-queue",
       { maxAttempts: 2, retryBackoff: "1s", from: "x@example.com" },

@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import pg from "pg";
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from "vitest";
 import { freePorts } from "../controlplane/processes.ts";
+import { eventually } from "../support/eventually.ts";
 import { createDatabase } from "../support/postgres.ts";
 import { runTask } from "../support/runner.ts";
 
@@ -26,19 +27,7 @@ describe("maintenance tasks", () => {
   afterAll(async () => {
     await db.end();
   });
-  async function waitForDeadTuples(atLeast: number): Promise<void> {
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      const { rows } = await db.query(
-        "SELECT n_dead_tup::int AS dead FROM pg_stat_user_tables WHERE relname = 'sessions'",
-      );
-      const dead = rows[0]?.dead ?? 0;
-      if (dead >= atLeast) return;
-      if (Date.now() > deadline)
-        throw new Error(`sessions shows ${dead} dead tuples, expected ${atLeast}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
+
   beforeEach(async () => {
     await db.query("TRUNCATE sessions");
     // 5000 expired two hours ago, 300 expired 10 minutes ago (inside the grace period), 200 live.
@@ -115,7 +104,15 @@ describe("maintenance tasks", () => {
     await deleter.query("DELETE FROM sessions WHERE id LIKE 'old%'");
     await deleter.end();
     // The deleter's statistics reach the shared counters shortly after it exits; wait until they show.
-    await waitForDeadTuples(4000);
+    await eventually(
+      async () => {
+        const { rows } = await db.query(
+          "SELECT n_dead_tup::int AS dead FROM pg_stat_user_tables WHERE relname = 'sessions'",
+        );
+        return (rows[0]?.dead ?? 0) >= 4000 ? true : undefined;
+      },
+      { intervalMs: 100, what: "4000 dead tuples in sessions' statistics" },
+    );
     const run = await runTask(
       "maintenance.optimize-database",
       { tables: ["sessions"], reindex: true },
