@@ -397,6 +397,7 @@ export class Manager {
       const collector = new IdleCollector(() => this.controller.idle, gc);
       this.idleCollector = collector;
       this.controller.onReconciled = () => collector.reconciled();
+      collector.started();
     } else this.log.warn("no gc() available: memory is returned only by V8's own collections");
     this.controller.start();
     this.startGate?.start();

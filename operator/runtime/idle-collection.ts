@@ -27,19 +27,27 @@ export function collectionDue(state: CollectionState): boolean {
 }
 
 /**
- * V8's gc(), from a fresh context created after --expose-gc: no flag needed on the command
- * line. Undefined when that is not possible; the operator then runs without idle collections.
+ * A compacting collection: V8's gc() with the "last-resort" flavor, from a fresh
+ * context created after --expose-gc (no flag needed on the command line).
+ * A plain gc() frees objects but leaves the old space fragmented, so V8 keeps
+ * its pages and RSS stays at the peak (after converging 10,000 tasks: 105 MB of
+ * old space holding 40 MB); the last-resort flavor compacts and hands the pages
+ * back. Undefined when gc() is not available; the operator then runs without
+ * idle collections.
  */
 export function exposeGc(): (() => void) | undefined {
-  const exposed = (globalThis as { gc?: () => void }).gc;
-  if (exposed) return exposed;
+  let gc = (globalThis as { gc?: unknown }).gc;
   try {
-    setFlagsFromString("--expose-gc");
-    const gc: unknown = runInNewContext("gc");
-    return typeof gc === "function" ? (gc as () => void) : undefined;
+    if (typeof gc !== "function") {
+      setFlagsFromString("--expose-gc");
+      gc = runInNewContext("gc");
+    }
   } catch {
     return undefined;
   }
+  if (typeof gc !== "function") return undefined;
+  const collect = gc as (options: object) => void;
+  return () => collect({ type: "major", execution: "sync", flavor: "last-resort" });
 }
 
 export class IdleCollector {
@@ -61,6 +69,16 @@ export class IdleCollector {
     this.now = now;
     this.lastAt = now() - MIN_INTERVAL_MS; // the first idle spell may collect at once
     this.lastReconcileAt = now();
+  }
+
+  /**
+   * The operator started: loading its code and listing its caches leave garbage
+   * like a busy spell does, so the first idle spell collects however few
+   * reconciles it took (an operator with no tasks has none).
+   */
+  started(): void {
+    this.reconciles = Math.max(this.reconciles, MIN_RECONCILES);
+    this.arm(IDLE_MS + 20);
   }
 
   /** A reconcile finished: look again once IDLE_MS passes without another. */
