@@ -1,6 +1,6 @@
 // The CronJob a BackgroundTask should have: a pure function of the task, its
 // validation and the operator's settings. Nothing here talks to the cluster.
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { API_VERSION, type BackgroundTaskObject, KIND } from "../../crds/backgroundtask.ts";
 import { parseDuration } from "../../crds/duration.ts";
 import { SCRATCH_VOLUME } from "../../crds/run-pod.ts";
@@ -244,10 +244,8 @@ export function desiredCronJob(
 export function templateHash(cronJob: CronJob): string {
   const { annotations, ...metadata } = cronJob.metadata;
   const { [TEMPLATE_HASH_ANNOTATION]: _ignored, ...rest } = annotations;
-  return createHash("sha256")
-    .update(JSON.stringify({ metadata: { ...metadata, annotations: rest }, spec: cronJob.spec }))
-    .digest("hex")
-    .slice(0, 16);
+  const text = JSON.stringify({ metadata: { ...metadata, annotations: rest }, spec: cronJob.spec });
+  return hash("sha256", text, "hex").slice(0, 16);
 }
 
 /**

@@ -7,6 +7,14 @@ import {
 } from "./schedule.ts";
 
 describe("hashed schedules", () => {
+  it("keeps every task's expanded schedule across operator versions", () => {
+    // Pinned: a change here would move the runs of every task using H after an upgrade.
+    expect(resolveSchedule("H H H H H", "team-a", "backup")).toBe("25 16 16 4 1");
+    expect(resolveSchedule("H/15,H(30-40) H(9-17) H(1-28)/7 * H", "billing", "digest")).toBe(
+      "12-59/15,31 17 3-28/7 * 0",
+    );
+  });
+
   it("expands H deterministically from namespace/name and within the field's range", () => {
     const a = resolveSchedule("H H * * *", "team-a", "backup");
     expect(resolveSchedule("H H * * *", "team-a", "backup")).toBe(a);

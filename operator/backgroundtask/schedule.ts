@@ -1,6 +1,6 @@
 // Schedules: Jenkins-style H expanded deterministically from namespace/name,
 // validation matching what the CronJob controller accepts, and the next run.
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 import { CronSyntaxError, nextActivation, parseStandard } from "./cron.ts";
 
 const DESCRIPTORS: Record<string, string> = {
@@ -25,11 +25,10 @@ const FIELD_NAMES = ["minute", "hour", "day of month", "month", "day of week"];
 
 export class ScheduleError extends Error {}
 
-function fieldHash(seed: string, field: number): number {
-  return createHash("sha256")
-    .update(seed)
-    .digest()
-    .readUInt32BE(field * 4);
+/** One 32-bit number per field, from the SHA-256 of the seed: field i reads bytes 4i to 4i+3. */
+function fieldHashes(seed: string): number[] {
+  const digest = hash("sha256", seed, "buffer");
+  return H_RANGES.map((_, field) => digest.readUInt32BE(field * 4));
 }
 
 function expandHashedPart(part: string, field: number, hash: number): string {
@@ -82,12 +81,12 @@ export function resolveSchedule(schedule: string, namespace: string, name: strin
       `expected 5 fields (minute hour day-of-month month day-of-week), got ${fields.length}`,
     );
   }
-  const seed = `${namespace}/${name}`;
+  const hashes = fieldHashes(`${namespace}/${name}`);
   return fields
     .map((field, i) =>
       field
         .split(",")
-        .map((part) => expandHashedPart(part, i, fieldHash(seed, i)))
+        .map((part) => expandHashedPart(part, i, hashes[i] as number))
         .join(","),
     )
     .join(" ");
