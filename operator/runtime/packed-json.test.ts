@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { PackedJson } from "./packed-json.ts";
 
@@ -36,6 +37,20 @@ describe("PackedJson", () => {
     const packedSecond = packer.pack(second);
     expect(packer.unpack(packedSecond)).toEqual(second);
     expect(packer.unpack(packedFirst)).toEqual(first);
+  });
+
+  it("gives back objects whose packed and unpacked forms span many output chunks", () => {
+    const packer = new PackedJson<unknown>();
+    packer.pack(cronJob("task-0", { NIGHTSHIFT_TASK: "http.request" }));
+    // Random text does not compress: ~20 KB of JSON that packs to more than 1 KB as well.
+    const noise = (i: number) => randomBytes(48).toString("base64") + i;
+    const large = cronJob(
+      "large",
+      Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`K${i}`, noise(i)])),
+    );
+    const packed = packer.pack(large);
+    expect(packed.length).toBeGreaterThan(4_000);
+    expect(packer.unpack(packed)).toEqual(large);
   });
 
   it("packs objects like the first one to a fraction of their JSON", () => {
