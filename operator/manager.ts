@@ -21,7 +21,7 @@ import type { OperatorConfig } from "./config.ts";
 import { Controller } from "./runtime/controller.ts";
 import { EventRecorder } from "./runtime/events.ts";
 import { startHealthServer } from "./runtime/health.ts";
-import { exposeGc, IdleCollector } from "./runtime/idle-collection.ts";
+import { compactingGc, IdleCollector } from "./runtime/idle-collection.ts";
 import { Informer, InformerGroup, objectKey } from "./runtime/informer.ts";
 import type { KubeClient, KubeObject } from "./runtime/kube-client.ts";
 import { LeaderElector } from "./runtime/leader-election.ts";
@@ -392,7 +392,7 @@ export class Manager {
     );
     for (const informer of this.tasks)
       for (const key of informer.keys()) this.controller.enqueue(key);
-    const gc = exposeGc();
+    const gc = compactingGc();
     if (gc) {
       const collector = new IdleCollector(() => this.controller.idle, gc);
       this.idleCollector = collector;

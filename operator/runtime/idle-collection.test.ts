@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
   collectionDue,
-  exposeGc,
+  compactingGc,
   IDLE_MS,
   IdleCollector,
   MIN_INTERVAL_MS,
@@ -24,9 +24,9 @@ describe("collectionDue", () => {
   });
 });
 
-describe("exposeGc", () => {
+describe("compactingGc", () => {
   it("gives a gc() without a command-line flag that hands a fragmented heap's pages back", () => {
-    const gc = exposeGc();
+    const gc = compactingGc();
     expect(typeof gc).toBe("function");
     // Survivors scattered over every page, as a convergence leaves them: a plain
     // gc() frees the rest but keeps the pages (RSS barely moves).
