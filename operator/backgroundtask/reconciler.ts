@@ -6,7 +6,7 @@ import type { Logger } from "pino";
 import { API_VERSION, type BackgroundTaskObject, KIND, PLURAL } from "../../crds/backgroundtask.ts";
 import type { ReconcileResult } from "../runtime/controller.ts";
 import type { EventRecorder } from "../runtime/events.ts";
-import type { InformerGroup } from "../runtime/informer.ts";
+import { type InformerGroup, objectKey } from "../runtime/informer.ts";
 import {
   ApiError,
   isConflict,
@@ -192,10 +192,7 @@ export class BackgroundTaskReconciler {
               action.cronJob,
               FIELD_MANAGER,
             );
-            this.deps.appliedCronJobs?.expect(
-              `${namespace}/${action.cronJob.metadata.name}`,
-              applied.metadata.resourceVersion,
-            );
+            this.deps.appliedCronJobs?.expect(objectKey(applied), applied.metadata.resourceVersion);
             log.info(
               { task: `${namespace}/${task?.metadata.name}`, why: action.why },
               "applied CronJob",

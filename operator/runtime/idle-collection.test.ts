@@ -10,12 +10,17 @@ import {
 
 describe("collectionDue", () => {
   const due = {
+    firstSinceStart: false,
     reconcilesSinceLast: MIN_RECONCILES,
     msSinceLast: MIN_INTERVAL_MS,
     idleForMs: IDLE_MS,
   };
   it("collects once the operator has been idle after enough work", () => {
     expect(collectionDue(due)).toBe(true);
+  });
+  it("collects startup's garbage at the first idle spell, however little work came before", () => {
+    expect(collectionDue({ ...due, firstSinceStart: true, reconcilesSinceLast: 0 })).toBe(true);
+    expect(collectionDue({ ...due, firstSinceStart: true, idleForMs: IDLE_MS - 1 })).toBe(false);
   });
   it("waits while work goes on, after too little work, and right after the last collection", () => {
     expect(collectionDue({ ...due, idleForMs: IDLE_MS - 1 })).toBe(false);

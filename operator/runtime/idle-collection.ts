@@ -13,6 +13,8 @@ export const MIN_RECONCILES = 50;
 export const MIN_INTERVAL_MS = 30_000;
 
 export interface CollectionState {
+  /** Nothing has been collected since the operator started: startup's garbage is still there. */
+  firstSinceStart: boolean;
   reconcilesSinceLast: number;
   msSinceLast: number;
   idleForMs: number;
@@ -21,7 +23,8 @@ export interface CollectionState {
 export function collectionDue(state: CollectionState): boolean {
   return (
     state.idleForMs >= IDLE_MS &&
-    state.reconcilesSinceLast >= MIN_RECONCILES &&
+    // Loading code and listing caches leave garbage like a busy spell does, even with no tasks.
+    (state.firstSinceStart || state.reconcilesSinceLast >= MIN_RECONCILES) &&
     state.msSinceLast >= MIN_INTERVAL_MS
   );
 }
@@ -71,13 +74,8 @@ export class IdleCollector {
     this.lastReconcileAt = now();
   }
 
-  /**
-   * The operator started: loading its code and listing its caches leave garbage
-   * like a busy spell does, so the first idle spell collects however few
-   * reconciles it took (an operator with no tasks has none).
-   */
+  /** The operator started: look once IDLE_MS passes, even if nothing is ever reconciled. */
   started(): void {
-    this.reconciles = Math.max(this.reconciles, MIN_RECONCILES);
     this.arm(IDLE_MS + 20);
   }
 
@@ -105,6 +103,7 @@ export class IdleCollector {
     if (!this.isIdle()) return; // the reconcile that ends the busy spell arms the timer again
     const now = this.now();
     const state = {
+      firstSinceStart: this.collections === 0,
       reconcilesSinceLast: this.reconciles,
       msSinceLast: now - this.lastAt,
       idleForMs: now - this.lastReconcileAt,

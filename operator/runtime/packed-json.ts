@@ -19,29 +19,28 @@ const PACK_CHUNK = 1024;
 const UNPACK_CHUNK = 4000;
 
 export class PackedJson<T> {
-  private dictionary?: Buffer;
+  // Set by the first pack, with the dictionary, and fixed for the packer's lifetime: every packed
+  // string depends on that dictionary.
+  private packOptions?: ZlibOptions;
+  private unpackOptions?: ZlibOptions;
 
   pack(object: T): string {
     const text = JSON.stringify(object);
-    // The dictionary is fixed for the packer's lifetime: every packed string depends on it.
-    if (!this.dictionary) this.dictionary = Buffer.from(text, "utf8");
-    return deflateRawSync(text, {
-      ...this.options(),
-      level: LEVEL,
-      chunkSize: PACK_CHUNK,
-    }).toString("latin1");
+    if (!this.packOptions) {
+      const shared = {
+        dictionary: Buffer.from(text, "utf8"),
+        windowBits: WINDOW_BITS,
+        memLevel: MEM_LEVEL,
+      };
+      this.packOptions = { ...shared, level: LEVEL, chunkSize: PACK_CHUNK };
+      this.unpackOptions = { ...shared, chunkSize: UNPACK_CHUNK };
+    }
+    return deflateRawSync(text, this.packOptions).toString("latin1");
   }
 
   unpack(packed: string): T {
     return JSON.parse(
-      inflateRawSync(Buffer.from(packed, "latin1"), {
-        ...this.options(),
-        chunkSize: UNPACK_CHUNK,
-      }).toString("utf8"),
+      inflateRawSync(Buffer.from(packed, "latin1"), this.unpackOptions).toString("utf8"),
     ) as T;
-  }
-
-  private options(): ZlibOptions {
-    return { dictionary: this.dictionary, windowBits: WINDOW_BITS, memLevel: MEM_LEVEL };
   }
 }
