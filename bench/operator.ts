@@ -6,8 +6,10 @@
 //   BENCH_TASKS=10000 make bench       the full size
 //   BENCH_GO_PEER=0 make bench         without the Go peer
 //   BENCH_HEAP_SNAPSHOT=1 make bench   also the operator's top heap retainers
+//   BENCH_PRELOAD=0 make bench         the operator on glibc's malloc instead of jemalloc
 // The operator runs as the image runs it: dist/ JavaScript (make build) with
-// the image's Node flags (OPERATOR_NODE_FLAGS), unless BENCH_OPERATOR_NODE_FLAGS says otherwise.
+// the image's Node flags (OPERATOR_NODE_FLAGS), unless BENCH_OPERATOR_NODE_FLAGS says otherwise,
+// its environment, and its preloaded library (this machine's copy).
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -19,7 +21,8 @@ import { cronJobName } from "../operator/backgroundtask/labels.ts";
 import { computeStatus, type LiveCronJob } from "../operator/backgroundtask/status.ts";
 import { validateTask } from "../operator/backgroundtask/validate.ts";
 import { KubeClient } from "../operator/runtime/kube-client.ts";
-import { images } from "../scripts/images/definitions.ts";
+import { hostLibrary } from "../scripts/images/build.ts";
+import { imageEnv, images } from "../scripts/images/definitions.ts";
 import { ControlPlane } from "../test/controlplane/controlplane.ts";
 import { freePorts } from "../test/controlplane/processes.ts";
 import { summarizeHeapSnapshot } from "./heap-summary.ts";
@@ -30,7 +33,12 @@ const WORKERS = Number(process.env.BENCH_WORKERS ?? 8);
 const GO_PEER = process.env.BENCH_GO_PEER !== "0";
 /** What the operator image runs: its Node flags (between node and the script) and environment. */
 const OPERATOR_NODE_FLAGS = images.operator.entrypoint.slice(1, -1);
-const OPERATOR_ENV = images.operator.env;
+const PRELOAD = process.env.BENCH_PRELOAD !== "0" ? hostLibrary(images.operator.preload) : "";
+const { LD_PRELOAD: _inImage, ...imageEnvWithoutPreload } = imageEnv(images.operator);
+const OPERATOR_ENV: Record<string, string> = {
+  ...imageEnvWithoutPreload,
+  ...(PRELOAD ? { LD_PRELOAD: PRELOAD } : {}),
+};
 const nodeFlags =
   process.env.BENCH_OPERATOR_NODE_FLAGS?.split(" ").filter(Boolean) ?? OPERATOR_NODE_FLAGS;
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -78,6 +86,9 @@ const taskManifest = (ns: string, name: string) => ({
 });
 const tasksPath = (ns: string) => `/apis/nightshift.dev/v1alpha1/namespaces/${ns}/backgroundtasks`;
 
+say(
+  `operator: node ${nodeFlags.join(" ")}, malloc ${PRELOAD ? `${PRELOAD} (${OPERATOR_ENV.MALLOC_CONF})` : "glibc"}`,
+);
 const plane = new ControlPlane({ log: (l) => say(`control plane: ${l}`) });
 await plane.start();
 plane.kubectl(["apply", "--server-side", "-f", `${root}crds/nightshift.dev_backgroundtasks.yaml`]);
@@ -221,6 +232,9 @@ async function startNightshift(namespaces: string[], extraFlags: string[] = []):
   );
   const op = { child, metricsPort: metricsPort ?? 0, readyPort: metricsPort ?? 0 };
   await waitReady(op);
+  // ld.so only warns when it cannot preload: a figure measured on the wrong malloc must not pass.
+  if (PRELOAD && !readFileSync(`/proc/${child.pid}/maps`, "utf8").includes(PRELOAD))
+    throw new Error(`the operator runs without ${PRELOAD}`);
   return op;
 }
 async function startPeer(binary: string, namespaces: string[], strip: boolean): Promise<Operator> {

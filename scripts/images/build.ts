@@ -14,6 +14,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  realpathSync,
   rmSync,
   statSync,
   writeFileSync,
@@ -22,11 +23,14 @@ import { homedir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import {
+  imageEnv,
   images,
   localReference,
   NODE_IMAGE,
   type NodeAppImage,
   type NodeImageName,
+  type PreloadedLibrary,
+  preloadPath,
 } from "./definitions.ts";
 import { type ImageArchive, type ImageConfig, writeOciArchive } from "./oci-archive.ts";
 
@@ -64,6 +68,20 @@ function sharedLibraries(binary: string): string[] {
 }
 
 const nodeBinary = join(repo, "node_modules", "node", "bin", "node");
+
+/** This machine's copy of a preloaded library (the image takes it from here). */
+export function hostLibrary(library: PreloadedLibrary): string {
+  const cache = execFileSync("/sbin/ldconfig", ["-p"], { encoding: "utf8" });
+  const found = cache
+    .split("\n")
+    .map((line) => /^\s*(\S+) \([^)]*\) => (\S+)$/.exec(line))
+    .find((m) => m?.[1] === library.file)?.[2];
+  if (!found)
+    throw new Error(
+      `${library.file} is not installed: the operator image preloads it (apt-get install ${library.debianPackage})`,
+    );
+  return realpathSync(found);
+}
 
 /** Production node_modules for the lockfile, installed once per lockfile. */
 function productionDependencies(cacheDir: string, log: (line: string) => void): string {
@@ -106,10 +124,15 @@ interface Recipe {
 function nodeAppRecipe(name: NodeImageName, cacheDir: string, log: (l: string) => void): Recipe {
   const image: NodeAppImage = images[name];
   const libraries = sharedLibraries(nodeBinary);
+  const preload = image.preload && {
+    from: hostLibrary(image.preload),
+    to: preloadPath(image.preload),
+  };
   const hash = createHash("sha256").update(LAYOUT_VERSION).update(JSON.stringify(image));
   hash.update(JSON.stringify(NODE_IMAGE)).update(libraries.join("\n"));
   hashFiles(hash, [
     nodeBinary,
+    ...(preload ? [preload.from] : []),
     join(repo, "package-lock.json"),
     ...image.sources.map((s) => join(repo, s)),
     ...(image.compile ? [join(repo, "tsconfig.json"), join(repo, image.compile)] : []),
@@ -120,7 +143,7 @@ function nodeAppRecipe(name: NodeImageName, cacheDir: string, log: (l: string) =
       reference: localReference(image.name),
       entrypoint: image.entrypoint,
       ...(image.cmd ? { cmd: image.cmd } : {}),
-      env: { ...NODE_IMAGE.env, ...(image.env ?? {}) },
+      env: imageEnv(image),
       workdir: NODE_IMAGE.workdir,
       user: NODE_IMAGE.user,
       ...(image.expose ? { exposedPorts: image.expose } : {}),
@@ -131,6 +154,10 @@ function nodeAppRecipe(name: NodeImageName, cacheDir: string, log: (l: string) =
       for (const lib of libraries) {
         mkdirSync(join(root, dirname(lib)), { recursive: true });
         copyFileSync(lib, join(root, lib)); // follows symlinks: the real file at the linked name
+      }
+      if (preload) {
+        mkdirSync(join(root, dirname(preload.to)), { recursive: true });
+        copyFileSync(preload.from, join(root, preload.to));
       }
       writeUsers(root);
       const app = join(root, NODE_IMAGE.workdir);

@@ -1,5 +1,5 @@
 // Renders an image definition as the Dockerfile users build with `docker build`.
-import { NODE_IMAGE, type NodeAppImage } from "./definitions.ts";
+import { imageEnv, NODE_IMAGE, type NodeAppImage, preloadPath } from "./definitions.ts";
 
 export function renderDockerfile(image: NodeAppImage): string {
   const json = (values: string[]) => `[${values.map((v) => JSON.stringify(v)).join(", ")}]`;
@@ -12,12 +12,21 @@ export function renderDockerfile(image: NodeAppImage): string {
     `WORKDIR ${NODE_IMAGE.workdir}`,
     "COPY package.json package-lock.json ./",
     `RUN ${NODE_IMAGE.npmCi.join(" ")} && npm cache clean --force`,
+    ...(image.preload
+      ? [
+          `RUN apt-get update && apt-get install -y --no-install-recommends ${image.preload.debianPackage} \\`,
+          `  && cp /usr/lib/*-linux-gnu/${image.preload.file} ${preloadPath(image.preload)}`,
+        ]
+      : []),
     "",
     ...(image.compile ? compileStage(image, image.compile) : []),
     `FROM ${NODE_IMAGE.dockerBase}`,
     `WORKDIR ${NODE_IMAGE.workdir}`,
-    ...Object.entries({ ...NODE_IMAGE.env, ...(image.env ?? {}) }).map(([k, v]) => `ENV ${k}=${v}`),
+    ...Object.entries(imageEnv(image)).map(([k, v]) => `ENV ${k}=${v}`),
     `COPY --from=deps ${NODE_IMAGE.workdir}/node_modules ./node_modules`,
+    ...(image.preload
+      ? [`COPY --from=deps ${preloadPath(image.preload)} ${preloadPath(image.preload)}`]
+      : []),
     ...image.sources.map((s) =>
       image.compile && s.endsWith("/")
         ? `COPY --from=build ${NODE_IMAGE.workdir}/dist/${s} ./${s}`

@@ -1,6 +1,7 @@
 // The images' one build definition: the committed Dockerfiles are rendered
 // from it (so `docker build` and `make images` cannot drift apart), and the
 // archive writer gives the same digest for the same input.
+import { execFileSync, spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,6 +9,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { images } from "../../scripts/images/definitions.ts";
 import { renderDockerfile } from "../../scripts/images/dockerfile.ts";
 import { readArchiveIndex, writeOciArchive } from "../../scripts/images/oci-archive.ts";
+import { buildImagesAsync } from "../controlplane/local-cluster.ts";
 
 const root = new URL("../../", import.meta.url);
 
@@ -46,5 +48,55 @@ describe("OCI archives", () => {
     });
     writeFileSync(join(rootfs, "bin", "hello"), "#!/hello v2\n");
     expect(writeOciArchive(rootfs, config, join(dir, "c.tar")).digest).not.toBe(first.digest);
+  });
+});
+
+describe("the operator image", () => {
+  const dir = mkdtempSync(join(tmpdir(), "nightshift-operator-image-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** The archive's image config and its one layer, unpacked into `dir`. */
+  async function unpackOperatorImage(): Promise<{ env: Map<string, string>; rootfs: string }> {
+    const { operator } = await buildImagesAsync(["operator"]);
+    const blob = (digest: string) => `blobs/sha256/${digest.replace("sha256:", "")}`;
+    const read = (name: string) =>
+      JSON.parse(execFileSync("tar", ["-xOf", operator?.path ?? "", name], { encoding: "utf8" }));
+    const manifest = read(blob(read("index.json").manifests[0].digest));
+    const config = read(blob(manifest.config.digest));
+    const rootfs = join(dir, "rootfs");
+    mkdirSync(rootfs, { recursive: true });
+    execFileSync("sh", [
+      "-c",
+      `tar -xOf "$0" "$1" | tar -x -C "$2"`,
+      operator?.path ?? "",
+      blob(manifest.layers[0].digest),
+      rootfs,
+    ]);
+    const env = new Map<string, string>(
+      config.config.Env.map((pair: string) => pair.split(/=(.*)/s).slice(0, 2)),
+    );
+    return { env, rootfs };
+  }
+
+  it("starts Node on the jemalloc it carries, with settings jemalloc accepts", {
+    timeout: 300_000,
+  }, async () => {
+    const { env, rootfs } = await unpackOperatorImage();
+    const preload = env.get("LD_PRELOAD") ?? "";
+    expect(preload).toBe("/usr/local/lib/libjemalloc.so.2");
+    // The image's own copy, preloaded into this machine's Node with the image's environment.
+    const library = join(rootfs, preload);
+    const probe = spawnSync(
+      process.execPath,
+      ["-e", "process.stdout.write(require('fs').readFileSync('/proc/self/maps', 'utf8'))"],
+      {
+        env: { ...Object.fromEntries(env), PATH: process.env.PATH ?? "", LD_PRELOAD: library },
+        encoding: "utf8",
+      },
+    );
+    expect(probe.status).toBe(0);
+    expect(probe.stdout).toContain(library);
+    // jemalloc names every pair of MALLOC_CONF it cannot use on stderr ("Invalid conf pair").
+    expect(probe.stderr).toBe("");
   });
 });
