@@ -171,9 +171,15 @@ const cpuSeconds = (op: Operator) => {
   const fields = statOf(op.child.pid ?? 0);
   return (Number(fields[11]) + Number(fields[12])) / 100;
 };
-const rssMb = (op: Operator) =>
-  Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${op.child.pid}/status`, "utf8"))?.[1] ?? 0) /
-  1024;
+const statusMb = (op: Operator, field: "VmRSS" | "VmHWM") =>
+  Number(
+    new RegExp(`${field}:\\s+(\\d+)`).exec(
+      readFileSync(`/proc/${op.child.pid}/status`, "utf8"),
+    )?.[1] ?? 0,
+  ) / 1024;
+const rssMb = (op: Operator) => statusMb(op, "VmRSS");
+/** The process's highest RSS so far: what a memory limit must leave room for. */
+const peakRssMb = (op: Operator) => statusMb(op, "VmHWM");
 async function metricSum(op: Operator, name: string, labelRe = /.*/): Promise<number> {
   const body = await (await fetch(`http://127.0.0.1:${op.metricsPort}/metrics`)).text();
   let sum = 0;
@@ -488,6 +494,7 @@ const nsRssIdle = rssMb(operator);
 // 5. Memory with N tasks, their CronJobs and a Job history; heap retainers on request.
 await sleep(SETTLE_MS);
 const nsRssFull = rssMb(operator);
+const nsPeakConverging = peakRssMb(operator);
 const heapUsed = (await metricSum(operator, "nodejs_heap_size_used_bytes")) / 1e6;
 say(
   `Nightshift with ${TASKS} tasks: RSS ${nsRssFull.toFixed(0)} MB, JS heap used ${heapUsed.toFixed(0)} MB`,
@@ -530,6 +537,7 @@ if (process.env.BENCH_HEAP_SNAPSHOT) {
 await stop(operator);
 const points: Array<{ tasks: number; rss: number }> = [];
 let restartMs = 0;
+let restartPeak = 0;
 let restartWrites = 0;
 for (const scope of [1, 2, 3]) {
   const namespaces = nsNamespaces.slice(0, scope);
@@ -539,6 +547,7 @@ for (const scope of [1, 2, 3]) {
   while ((await reconciles(operator)) < tasks) await sleep(50);
   if (scope === 3) {
     restartMs = Date.now() - t0;
+    restartPeak = peakRssMb(operator);
     await sleep(3000);
     restartWrites = await nsWrites(operator);
   }
@@ -551,6 +560,12 @@ report(
   `caught up in ${(restartMs / 1000).toFixed(1)} s with ${restartWrites} writes`,
   "≤ 10 s, 0 writes",
   restartMs <= 10_000 && restartWrites === 0,
+);
+report(
+  "Nightshift peak RSS (VmHWM)",
+  `${nsPeakConverging.toFixed(0)} MB converging ${TASKS} new tasks and the burst, ${restartPeak.toFixed(0)} MB catching up after a restart with ${TASKS}`,
+  "under the chart's 512Mi limit",
+  Math.max(nsPeakConverging, restartPeak) < 512,
 );
 const fit = (() => {
   const n = points.length;
