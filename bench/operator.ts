@@ -34,11 +34,8 @@ const GO_PEER = process.env.BENCH_GO_PEER !== "0";
 /** What the operator image runs: its Node flags (between node and the script) and environment. */
 const OPERATOR_NODE_FLAGS = images.operator.entrypoint.slice(1, -1);
 const PRELOAD = process.env.BENCH_PRELOAD !== "0" ? hostLibrary(images.operator.preload) : "";
-const { LD_PRELOAD: _inImage, ...imageEnvWithoutPreload } = imageEnv(images.operator);
-const OPERATOR_ENV: Record<string, string> = {
-  ...imageEnvWithoutPreload,
-  ...(PRELOAD ? { LD_PRELOAD: PRELOAD } : {}),
-};
+// The image's environment with this machine's copy of its library (an empty LD_PRELOAD loads none).
+const OPERATOR_ENV: Record<string, string> = { ...imageEnv(images.operator), LD_PRELOAD: PRELOAD };
 const nodeFlags =
   process.env.BENCH_OPERATOR_NODE_FLAGS?.split(" ").filter(Boolean) ?? OPERATOR_NODE_FLAGS;
 const root = fileURLToPath(new URL("..", import.meta.url));

@@ -76,15 +76,14 @@ export class IdleCollector {
 
   /** The operator started: look once IDLE_MS passes, even if nothing is ever reconciled. */
   started(): void {
-    this.arm(IDLE_MS + 20);
+    this.arm(IDLE_MS);
   }
 
   /** A reconcile finished: look again once IDLE_MS passes without another. */
   reconciled(): void {
     this.reconciles++;
     this.lastReconcileAt = this.now();
-    // A little over IDLE_MS: timers run on the event loop's cached clock and may fire a bit early.
-    this.arm(IDLE_MS + 20);
+    this.arm(IDLE_MS);
   }
 
   stop(): void {
@@ -92,10 +91,11 @@ export class IdleCollector {
     clearTimeout(this.timer);
   }
 
+  /** Looks a little over `ms` from now: timers run on the event loop's cached clock and may fire early. */
   private arm(ms: number): void {
     if (this.stopped) return;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.check(), ms);
+    this.timer = setTimeout(() => this.check(), ms + 20);
     this.timer.unref();
   }
 
@@ -115,7 +115,7 @@ export class IdleCollector {
       this.lastAt = now;
     } else if (state.reconcilesSinceLast >= MIN_RECONCILES) {
       // Too soon after the last collection: look again when the interval has passed.
-      this.arm(Math.max(IDLE_MS, MIN_INTERVAL_MS - state.msSinceLast) + 20);
+      this.arm(Math.max(IDLE_MS, MIN_INTERVAL_MS - state.msSinceLast));
     }
   }
 }

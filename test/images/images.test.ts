@@ -61,7 +61,7 @@ describe("the operator image", () => {
     const blob = (digest: string) => `blobs/sha256/${digest.replace("sha256:", "")}`;
     const read = (name: string) =>
       JSON.parse(execFileSync("tar", ["-xOf", operator?.path ?? "", name], { encoding: "utf8" }));
-    const manifest = read(blob(read("index.json").manifests[0].digest));
+    const manifest = read(blob(readArchiveIndex(operator?.path ?? "").digest));
     const config = read(blob(manifest.config.digest));
     const rootfs = join(dir, "rootfs");
     mkdirSync(rootfs, { recursive: true });

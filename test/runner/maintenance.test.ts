@@ -27,6 +27,7 @@ describe("maintenance tasks", () => {
   afterAll(async () => {
     await db.end();
   });
+
   beforeEach(async () => {
     await db.query("TRUNCATE sessions");
     // 5000 expired two hours ago, 300 expired 10 minutes ago (inside the grace period), 200 live.
