@@ -119,4 +119,45 @@ describe("informer with a packed cache", () => {
     );
     informer.stop();
   });
+
+  it("lets go of our own write once the watch brings it, without anyone reading it", async () => {
+    await client.create(path(), configMap("held", "before"));
+    const updates: string[] = [];
+    const informer = new Informer<ConfigMap>(client, {
+      name: "configmaps",
+      path: path(),
+      labelSelector: "informer-test=yes",
+      compact: true,
+      log: pino({ level: "silent" }),
+    });
+    informer.addHandlers({
+      onUpdate: (o) => updates.push(`${o.metadata.name} ${o.metadata.resourceVersion}`),
+    });
+    informer.start();
+    await informer.waitForSync();
+    const before = informer.get(`${ns}/held`) as ConfigMap;
+
+    // The answer first: the informer holds our write until the relist brings it.
+    informer.stop();
+    const first = await client.mergePatch<ConfigMap>(`${path()}/held`, { data: { note: "1" } });
+    informer.recordWrite(first, before.metadata.resourceVersion ?? "");
+    expect(informer.ownWritesHeld).toBe(1);
+    informer.start();
+    await eventually(
+      () => (updates.includes(`held ${first.metadata.resourceVersion}`) ? true : undefined),
+      { what: "the relist's update of held" },
+    );
+    expect(informer.ownWritesHeld).toBe(0);
+
+    // The watch first: an answer that arrives after its own event is not held at all.
+    const second = await client.mergePatch<ConfigMap>(`${path()}/held`, { data: { note: "2" } });
+    await eventually(
+      () => (updates.includes(`held ${second.metadata.resourceVersion}`) ? true : undefined),
+      { what: "the watch's update of held" },
+    );
+    informer.recordWrite(second, first.metadata.resourceVersion ?? "");
+    expect(informer.ownWritesHeld).toBe(0);
+    expect(informer.get(`${ns}/held`)?.data?.note).toBe("2");
+    informer.stop();
+  });
 });

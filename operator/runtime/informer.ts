@@ -50,6 +50,17 @@ function trim(object: KubeObject): KubeObject {
   return object;
 }
 
+/**
+ * Whether the cache holds our write or something newer: a cached version that none of our
+ * writes replaced can only have come after them (or the object is gone).
+ */
+export function cacheHasCaughtUp(
+  cached: KubeObject | undefined,
+  replaced: ReadonlySet<string>,
+): boolean {
+  return !cached || !replaced.has(cached.metadata.resourceVersion ?? "");
+}
+
 export class Informer<T extends KubeObject> {
   private readonly store = new Map<string, T | string>();
   private readonly packer = new PackedJson<T>();
@@ -140,11 +151,17 @@ export class Informer<T extends KubeObject> {
     this.indexRemove(key);
     this.store.set(key, this.encode(object));
     for (const name of this.indexes.keys()) this.indexAdd(name, key, object);
+    // Once the watch brings a version our write did not replace, the cache has caught up:
+    // dropping our copy now, not at the next get, keeps a quiet informer from holding
+    // an unpacked object per written key (2,650 of 3,000 tasks after converging).
+    const own = this.ownWrites.get(key);
+    if (own && cacheHasCaughtUp(object, own.replaced)) this.ownWrites.delete(key);
   }
 
   private storeDelete(key: string): void {
     this.indexRemove(key);
     this.store.delete(key);
+    this.ownWrites.delete(key);
   }
 
   addHandlers(handlers: InformerHandlers<T>): void {
@@ -156,8 +173,8 @@ export class Informer<T extends KubeObject> {
     const stored = this.cached(key);
     const own = this.ownWrites.get(key);
     if (!own) return stored;
-    if (stored && own.replaced.has(stored.metadata.resourceVersion ?? "")) return own.object;
-    this.ownWrites.delete(key); // the cache has caught up (or the object is gone)
+    if (!cacheHasCaughtUp(stored, own.replaced)) return own.object;
+    this.ownWrites.delete(key);
     return stored;
   }
 
@@ -171,13 +188,20 @@ export class Informer<T extends KubeObject> {
     const replaced = this.ownWrites.get(key)?.replaced ?? new Set<string>();
     replaced.add(replacedResourceVersion);
     this.ownWrites.delete(key); // re-inserted last, so the map stays ordered by time
+    // The watch can bring our write before its answer arrives; then there is nothing to hold.
+    if (cacheHasCaughtUp(this.cached(key), replaced)) return;
     this.ownWrites.set(key, { object: this.transform(object), replaced, at: Date.now() });
-    // Entries are dropped on the next get after the cache catches up; these are never read again.
+    // A safety net: entries whose key the watch never brings again (never read again either).
     const cutoff = Date.now() - 60_000;
     for (const [k, entry] of this.ownWrites) {
       if (entry.at >= cutoff) break; // insertion order: the rest are newer
       this.ownWrites.delete(k);
     }
+  }
+
+  /** How many of our own writes the informer still holds because the watch has not brought them. */
+  get ownWritesHeld(): number {
+    return this.ownWrites.size;
   }
 
   list(): T[] {
