@@ -120,7 +120,7 @@ describe("informer with a packed cache", () => {
     informer.stop();
   });
 
-  it("lets go of our own write once the watch brings it, without anyone reading it", async () => {
+  it("lets go of our own write once a list or the watch brings it, without anyone reading it", async () => {
     await client.create(path(), configMap("held", "before"));
     const updates: string[] = [];
     const informer = new Informer<ConfigMap>(client, {
