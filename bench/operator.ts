@@ -47,7 +47,13 @@ const memoryCgroup =
   process.env.BENCH_CGROUP === "0"
     ? { unavailable: "BENCH_CGROUP=0" }
     : createMemoryCgroup("nightshift-bench", CHART_MEMORY_LIMIT);
-const cgroup = "wrap" in memoryCgroup ? memoryCgroup : undefined;
+// A cgroup no process can join is no cgroup: the figures are then taken outside one, and say so.
+const heapLimitInside =
+  "wrap" in memoryCgroup
+    ? heapLimitMbInside(memoryCgroup, process.execPath, nodeFlags)
+    : memoryCgroup;
+const cgroup =
+  "wrap" in memoryCgroup && typeof heapLimitInside === "number" ? memoryCgroup : undefined;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const say = (line: string) => console.log(`[bench] ${line}`);
 const results: Array<{ figure: string; value: string; target: string; met?: boolean }> = [];
@@ -97,8 +103,8 @@ say(
 );
 say(
   cgroup
-    ? `operator memory: the chart's limit, ${cgroup.limit.text}, in ${cgroup.dir}; V8 heap limit there ${heapLimitMbInside(cgroup, process.execPath, nodeFlags).toFixed(0)} MB`
-    : `operator memory: no limit (${"unavailable" in memoryCgroup ? memoryCgroup.unavailable : ""}); V8 sizes its heap from this machine's memory, so peaks run higher than in the pod`,
+    ? `operator memory: the chart's limit, ${cgroup.limit.text}, in ${cgroup.dir}; V8 heap limit there ${Number(heapLimitInside).toFixed(0)} MB`
+    : `operator memory: no limit (${typeof heapLimitInside === "number" ? "" : heapLimitInside.unavailable}); V8 sizes its heap from this machine's memory, so peaks run higher than in the pod`,
 );
 const plane = new ControlPlane({ log: (l) => say(`control plane: ${l}`) });
 await plane.start();
