@@ -19,6 +19,17 @@ describe("informer with a packed cache", () => {
     data: { note, schedule: "H H * * *" },
   });
 
+  /** An informer of this namespace's labelled ConfigMaps, with a packed cache. */
+  const labelledInformer = (options: { pageSize?: number } = {}) =>
+    new Informer<ConfigMap>(client, {
+      name: "configmaps",
+      path: path(),
+      labelSelector: "informer-test=yes",
+      compact: true,
+      log: pino({ level: "silent" }),
+      ...options,
+    });
+
   beforeAll(async () => {
     ns = await createNamespace("informer");
     client = KubeClient.fromKubeconfig(inject("kubeconfigPath"));
@@ -33,14 +44,7 @@ describe("informer with a packed cache", () => {
       metadata: { name: "unlabelled" },
     });
     const events: string[] = [];
-    const informer = new Informer<ConfigMap>(client, {
-      name: "configmaps",
-      path: path(),
-      labelSelector: "informer-test=yes",
-      compact: true,
-      pageSize: 2,
-      log: pino({ level: "silent" }),
-    });
+    const informer = labelledInformer({ pageSize: 2 });
     informer.addHandlers({
       onAdd: (o) => events.push(`add ${o.metadata.name}`),
       onUpdate: (o) => events.push(`update ${o.metadata.name} ${o.data?.note}`),
@@ -87,13 +91,7 @@ describe("informer with a packed cache", () => {
 
   it("shows our own write, by key and by index, until the watch brings it", async () => {
     await client.create(path(), configMap("own", "before"));
-    const informer = new Informer<ConfigMap>(client, {
-      name: "configmaps",
-      path: path(),
-      labelSelector: "informer-test=yes",
-      compact: true,
-      log: pino({ level: "silent" }),
-    });
+    const informer = labelledInformer();
     informer.addIndex("schedule", (o) => [o.data?.schedule ?? ""]);
     informer.start();
     await informer.waitForSync();
@@ -123,13 +121,7 @@ describe("informer with a packed cache", () => {
   it("lets go of our own write once a list or the watch brings it, without anyone reading it", async () => {
     await client.create(path(), configMap("held", "before"));
     const updates: string[] = [];
-    const informer = new Informer<ConfigMap>(client, {
-      name: "configmaps",
-      path: path(),
-      labelSelector: "informer-test=yes",
-      compact: true,
-      log: pino({ level: "silent" }),
-    });
+    const informer = labelledInformer();
     informer.addHandlers({
       onUpdate: (o) => updates.push(`${o.metadata.name} ${o.metadata.resourceVersion}`),
     });
