@@ -10,6 +10,8 @@ import { quantityFraction } from "../operator/backgroundtask/quantity.ts";
 
 export interface MemoryCgroup {
   limit: MemoryLimit;
+  /** V8's heap limit, in MB, of the operator's Node started inside: what the limit does to it. */
+  v8HeapLimitMb: number;
   dir: string;
   /** `command` joining the cgroup before it starts, so Node reads the limit at startup. */
   wrap(command: string[]): string[];
@@ -44,12 +46,15 @@ function ownCgroupDir(v2: boolean): string | undefined {
 
 /**
  * A memory cgroup (v2, or v1's memory hierarchy) limited to `limit`, made inside our own so
- * that any limit around us still holds, or why this machine does not let us make one (not
- * root, no memory controller, v2's rule against processes in a cgroup with children).
+ * that any limit around us still holds, and proven by starting `node` with `nodeFlags` in it;
+ * or why this machine does not let us (not root, no memory controller, v2's rule against
+ * processes in a cgroup with children).
  */
 export function createMemoryCgroup(
   name: string,
   limit: MemoryLimit,
+  node: string,
+  nodeFlags: string[],
 ): MemoryCgroup | { unavailable: string } {
   const v2 = existsSync("/sys/fs/cgroup/cgroup.controllers");
   const parent = ownCgroupDir(v2);
@@ -68,37 +73,35 @@ export function createMemoryCgroup(
     return { unavailable: `cannot make ${dir}: ${(error as Error).message}` };
   }
   const procs = join(dir, "cgroup.procs");
+  // $0 is the procs file; the shell joins the cgroup, then becomes the command.
+  const wrap = (command: string[]) => [
+    "sh",
+    "-c",
+    'echo $$ > "$0" && exec "$@"',
+    procs,
+    ...command,
+  ];
+  const [sh, ...args] = wrap([
+    node,
+    ...nodeFlags,
+    "-p",
+    "require('node:v8').getHeapStatistics().heap_size_limit",
+  ]);
+  let v8HeapLimitMb: number;
+  try {
+    v8HeapLimitMb = Number(execFileSync(sh as string, args, { encoding: "utf8" })) / 2 ** 20;
+  } catch (error) {
+    return { unavailable: `cannot start a process in ${dir}: ${(error as Error).message}` };
+  }
   return {
     limit,
+    v8HeapLimitMb,
     dir,
-    // $0 is the procs file; the shell joins the cgroup, then becomes the command.
-    wrap: (command) => ["sh", "-c", 'echo $$ > "$0" && exec "$@"', procs, ...command],
+    wrap,
     remove: () => {
       try {
         rmdirSync(dir);
       } catch {} // still busy: the next run reuses it
     },
   };
-}
-
-/**
- * V8's heap limit, in MB, of `node` started inside the cgroup with `flags`; or, when a process
- * cannot join the cgroup, why.
- */
-export function heapLimitMbInside(
-  cgroup: MemoryCgroup,
-  node: string,
-  flags: string[],
-): number | { unavailable: string } {
-  const [command, ...args] = cgroup.wrap([
-    node,
-    ...flags,
-    "-p",
-    "require('node:v8').getHeapStatistics().heap_size_limit",
-  ]);
-  try {
-    return Number(execFileSync(command as string, args, { encoding: "utf8" })) / 2 ** 20;
-  } catch (error) {
-    return { unavailable: `cannot start a process in ${cgroup.dir}: ${(error as Error).message}` };
-  }
 }

@@ -28,7 +28,7 @@ import { imageEnv, images } from "../scripts/images/definitions.ts";
 import { ControlPlane } from "../test/controlplane/controlplane.ts";
 import { freePorts } from "../test/controlplane/processes.ts";
 import { summarizeHeapSnapshot } from "./heap-summary.ts";
-import { chartMemoryLimit, createMemoryCgroup, heapLimitMbInside } from "./memory-cgroup.ts";
+import { chartMemoryLimit, createMemoryCgroup } from "./memory-cgroup.ts";
 
 const TASKS = Number(process.env.BENCH_TASKS ?? 1000);
 const RUNS = Number(process.env.BENCH_RUNS ?? 300);
@@ -46,14 +46,8 @@ const CHART_MEMORY_LIMIT = chartMemoryLimit(`${root}charts/nightshift/values.yam
 const memoryCgroup =
   process.env.BENCH_CGROUP === "0"
     ? { unavailable: "BENCH_CGROUP=0" }
-    : createMemoryCgroup("nightshift-bench", CHART_MEMORY_LIMIT);
-// A cgroup no process can join is no cgroup: the figures are then taken outside one, and say so.
-const heapLimitInside =
-  "wrap" in memoryCgroup
-    ? heapLimitMbInside(memoryCgroup, process.execPath, nodeFlags)
-    : memoryCgroup;
-const cgroup =
-  "wrap" in memoryCgroup && typeof heapLimitInside === "number" ? memoryCgroup : undefined;
+    : createMemoryCgroup("nightshift-bench", CHART_MEMORY_LIMIT, process.execPath, nodeFlags);
+const cgroup = "wrap" in memoryCgroup ? memoryCgroup : undefined;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const say = (line: string) => console.log(`[bench] ${line}`);
 const results: Array<{ figure: string; value: string; target: string; met?: boolean }> = [];
@@ -103,8 +97,8 @@ say(
 );
 say(
   cgroup
-    ? `operator memory: the chart's limit, ${cgroup.limit.text}, in ${cgroup.dir}; V8 heap limit there ${Number(heapLimitInside).toFixed(0)} MB`
-    : `operator memory: no limit (${typeof heapLimitInside === "number" ? "" : heapLimitInside.unavailable}); V8 sizes its heap from this machine's memory, so peaks run higher than in the pod`,
+    ? `operator memory: the chart's limit, ${cgroup.limit.text}, in ${cgroup.dir}; V8 heap limit there ${cgroup.v8HeapLimitMb.toFixed(0)} MB`
+    : `operator memory: no limit (${"unavailable" in memoryCgroup ? memoryCgroup.unavailable : ""}); V8 sizes its heap from this machine's memory, so peaks run higher than in the pod`,
 );
 const plane = new ControlPlane({ log: (l) => say(`control plane: ${l}`) });
 await plane.start();

@@ -57,18 +57,18 @@ describe("the operator image", () => {
 
   /** The archive's image config and its one layer, unpacked into `dir`. */
   async function unpackOperatorImage(): Promise<{ env: Map<string, string>; rootfs: string }> {
-    const { operator } = await buildImagesAsync(["operator"]);
+    const archive = (await buildImagesAsync(["operator"])).operator?.path ?? "";
     const blob = (digest: string) => `blobs/sha256/${digest.replace("sha256:", "")}`;
     const read = (name: string) =>
-      JSON.parse(execFileSync("tar", ["-xOf", operator?.path ?? "", name], { encoding: "utf8" }));
-    const manifest = read(blob(readArchiveIndex(operator?.path ?? "").digest));
+      JSON.parse(execFileSync("tar", ["-xOf", archive, name], { encoding: "utf8" }));
+    const manifest = read(blob(readArchiveIndex(archive).digest));
     const config = read(blob(manifest.config.digest));
     const rootfs = join(dir, "rootfs");
     mkdirSync(rootfs, { recursive: true });
     execFileSync("sh", [
       "-c",
       `tar -xOf "$0" "$1" | tar -x -C "$2"`,
-      operator?.path ?? "",
+      archive,
       blob(manifest.layers[0].digest),
       rootfs,
     ]);
