@@ -1,4 +1,6 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
+import { nextActivation, parseStandard } from "./cron.ts";
 import {
   nextScheduleTime,
   resolveSchedule,
@@ -71,6 +73,44 @@ describe("hashed schedules", () => {
     const after = new Date("2026-03-28T12:00:00Z");
     expect(nextScheduleTime("30 2 * * *", "Europe/Berlin", after)?.toISOString()).toBe(
       "2026-03-30T00:30:00.000Z",
+    );
+  });
+
+  it("answers every instant as a fresh computation would, whatever order instants come in", () => {
+    // nextScheduleTime keeps each schedule's last answer; asking in any order, across
+    // daylight-saving changes and around the answer itself, must not tell the difference.
+    const schedules = ["30 2 * * *", "0 * * * *", "*/7 1-3 * * 1-5", "0 0 1 1 *", "@hourly"];
+    const zones = ["UTC", "Europe/Berlin", "America/New_York"];
+    const start = Date.parse("2026-03-01T00:00:00Z");
+    const instant = fc.oneof(
+      fc.integer({ min: 0, max: 300 * 24 * 3600 }).map((s) => new Date(start + s * 1000)),
+      fc.integer({ min: 0, max: 300 * 24 * 3600 * 1000 }).map((ms) => new Date(start + ms)),
+    );
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            schedule: fc.constantFrom(...schedules),
+            zone: fc.constantFrom(...zones),
+            after: instant,
+          }),
+          { minLength: 1, maxLength: 30 },
+        ),
+        (asks) => {
+          for (const { schedule, zone, after } of asks) {
+            const fresh = nextActivation(parseStandard(schedule), zone, after);
+            expect(nextScheduleTime(schedule, zone, after)?.getTime()).toBe(fresh?.getTime());
+            // The instant just before the answer reads the kept answer.
+            if (fresh) {
+              const justBefore = new Date(fresh.getTime() - 1);
+              expect(nextScheduleTime(schedule, zone, justBefore)?.getTime()).toBe(
+                nextActivation(parseStandard(schedule), zone, justBefore)?.getTime(),
+              );
+            }
+          }
+        },
+      ),
+      { numRuns: 200 },
     );
   });
 });

@@ -7,7 +7,7 @@
 // pass a fence (the leader's lease) and rejected credentials are tracked for
 // health checks.
 import type { ClientRequest, ClientRequestArgs } from "node:http";
-import { Agent, request } from "node:https";
+import { Agent, type RequestOptions, request } from "node:https";
 import type { Duplex } from "node:stream";
 import { CredentialSource, type Credentials } from "./credentials.ts";
 import { type ClusterConnection, loadConnection } from "./kubeconfig.ts";
@@ -104,15 +104,23 @@ export interface KubeClientOptions {
 }
 
 /**
- * Node 24's https.Agent.createConnection gives the TLS session listener it adds to every socket a
- * closure context that also holds the callback, which leads to the socket's first request: each
- * keep-alive socket keeps that request's whole response body alive (a list page is megabytes).
- * Not passing the callback breaks the chain; Agent.createSocket then uses the returned socket
- * itself. Only a proxy tunnel needs the callback, and this agent is given no proxy.
+ * The https.Agent for one set of credentials against one server, with two departures from Node 24's:
+ * - createConnection is not given the callback. Node's gives the TLS session listener it adds to
+ *   every socket a closure context that also holds the callback, which leads to the socket's first
+ *   request: each keep-alive socket kept that request's whole response body alive (a list page is
+ *   megabytes). Without the callback, Agent.createSocket uses the returned socket itself. Only a
+ *   proxy tunnel needs the callback, and this agent is given no proxy.
+ * - getName leaves the TLS material out. Node's name for a connection pool spells out the CA,
+ *   certificate and key, kilobytes of PEM built and hashed again for every request; this agent holds
+ *   one set of credentials, so host, port and server name tell its pools apart.
  */
-class UnretainingAgent extends Agent {
+class KubeAgent extends Agent {
   override createConnection(options: ClientRequestArgs): Duplex | null | undefined {
     return super.createConnection(options);
+  }
+
+  override getName(options: RequestOptions = {}): string {
+    return `${options.host ?? "localhost"}:${options.port ?? ""}:${options.servername ?? ""}`;
   }
 }
 
@@ -163,7 +171,7 @@ export class KubeClient {
   }
 
   private makeAgent(credentials: Credentials): Agent {
-    return new UnretainingAgent({
+    return new KubeAgent({
       keepAlive: true,
       maxSockets: 64,
       ca: this.connection.ca,
