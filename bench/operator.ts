@@ -143,6 +143,7 @@ const settings = {
   priorityClasses: {},
 };
 // Timed like the operators (converge below): until the same watcher has seen every task Ready.
+const baselineCpu = cpuByProcess();
 const baselineMs = await converge("baseline", async ({ ns, name }) => {
   const created = await client.create<BackgroundTaskObject>(tasksPath(ns), taskManifest(ns, name));
   const validation = validateTask(created, { exists: () => true, imageAllowed: () => true });
@@ -168,6 +169,7 @@ const baselineMs = await converge("baseline", async ({ ns, name }) => {
 say(
   `plain client: ${TASKS} × (create task + apply CronJob + patch status), ${WORKERS} at a time, until seen Ready: ${baselineMs} ms`,
 );
+reportConvergenceCpu("plain client", baselineCpu, baselineMs);
 
 // Helpers for one operator process (Nightshift or the Go peer).
 interface Operator {
@@ -175,13 +177,44 @@ interface Operator {
   metricsPort: number;
   readyPort: number;
 }
-const statOf = (pid: number) =>
-  readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
-/** CPU seconds (user + system) the process has used. */
-const cpuSeconds = (op: Operator) => {
-  const fields = statOf(op.child.pid ?? 0);
+function statOf(pid: number): string[] {
+  return readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]?.split(" ") ?? [];
+}
+/** CPU seconds (user + system) a process has used. */
+function cpuSecondsOf(pid: number): number {
+  const fields = statOf(pid);
   return (Number(fields[11]) + Number(fields[12])) / 100;
-};
+}
+function cpuSeconds(op: Operator): number {
+  return cpuSecondsOf(op.child.pid ?? 0);
+}
+/** CPU seconds so far of every process on the machine's busy path: the control plane, this bench (the client and the watcher), the operator. */
+function cpuByProcess(op?: Operator): Record<string, number> {
+  const cpu: Record<string, number> = {};
+  for (const [name, pid] of Object.entries(plane.pidsByName)) cpu[name] = cpuSecondsOf(pid);
+  const own = process.cpuUsage();
+  cpu.bench = (own.user + own.system) / 1e6;
+  if (op) cpu.operator = cpuSeconds(op);
+  return cpu;
+}
+/** Where the machine's CPU went while one convergence ran: the plain client's writes cost the same on every side, so the difference is what following the tasks costs. */
+function reportConvergenceCpu(
+  label: string,
+  before: Record<string, number>,
+  ms: number,
+  op?: Operator,
+): void {
+  const after = cpuByProcess(op);
+  const spent = Object.entries(after)
+    .map(([name, seconds]) => [name, seconds - (before[name] ?? 0)] as const)
+    .filter(([, seconds]) => seconds >= 0.05)
+    .sort((a, b) => b[1] - a[1]);
+  const total = spent.reduce((sum, [, seconds]) => sum + seconds, 0);
+  report(
+    `CPU seconds while converging, ${label}`,
+    `${spent.map(([name, seconds]) => `${name} ${seconds.toFixed(1)}`).join(", ")}; ${total.toFixed(1)} in all, ${(total / (ms / 1000)).toFixed(2)} cores busy`,
+  );
+}
 const statusMb = (op: Operator, field: "VmRSS" | "VmHWM") =>
   Number(
     new RegExp(`${field}:\\s+(\\d+)`).exec(
@@ -353,6 +386,7 @@ let operator = await startNightshift(nsNamespaces);
 await sleep(SETTLE_MS);
 const idleRss = rssMb(operator);
 report("Nightshift RSS idle, no tasks", `${idleRss.toFixed(0)} MB`, "≤ 60 MB", idleRss <= 60);
+const nsBeforeConverging = cpuByProcess(operator);
 const nsConvergeMs = await converge("nightshift");
 const nsConvergeCpu = cpuSeconds(operator);
 report(
@@ -361,6 +395,7 @@ report(
   "≤ 1.1× plain client",
   nsConvergeMs <= baselineMs * 1.1,
 );
+reportConvergenceCpu("Nightshift", nsBeforeConverging, nsConvergeMs, operator);
 const convergeWrites = await nsWrites(operator);
 say(
   `Nightshift writes while converging: ${convergeWrites} (${(convergeWrites / TASKS).toFixed(2)} per task)`,
@@ -621,6 +656,7 @@ if (GO_PEER) {
     const prefix = strip ? "peer-strip" : "peer";
     const label = strip ? "Go peer, managedFields stripped" : "Go peer";
     const peer = await startPeer(binary, namespacesOf(prefix), strip);
+    const beforeConverging = cpuByProcess(peer);
     const ms = await converge(prefix);
     const cpuConverged = cpuSeconds(peer);
     await sleep(3000 + SETTLE_MS);
@@ -633,6 +669,7 @@ if (GO_PEER) {
       "Nightshift no slower",
       nsConvergeMs <= ms,
     );
+    reportConvergenceCpu(label, beforeConverging, ms, peer);
     report(
       `${label}: CPU seconds`,
       `${cpuConverged.toFixed(1)} s converging, ${cpu.toFixed(1)} s until idle end (Nightshift ${nsCpu.toFixed(1)} s)`,

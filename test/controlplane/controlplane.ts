@@ -70,6 +70,13 @@ export class ControlPlane {
     return this.processes.flatMap((p) => (p.child.pid ? [p.child.pid] : []));
   }
 
+  /** Each running child's pid by its name (etcd, kube-apiserver, ...), for benchmarks reading their CPU time. */
+  get pidsByName(): Record<string, number> {
+    return Object.fromEntries(
+      this.processes.flatMap((p) => (p.child.pid ? [[p.name, p.child.pid]] : [])),
+    );
+  }
+
   async start(): Promise<void> {
     const bin = ensureBinaries(this.log);
     const pki = createPki(this.workDir);
