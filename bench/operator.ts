@@ -108,7 +108,7 @@ plane.kubectl(["apply", "--server-side", "-f", `${root}crds/nightshift.dev_backg
 plane.kubectl(["wait", "--for=condition=Established", "crd/backgroundtasks.nightshift.dev"]);
 const client = KubeClient.fromKubeconfig(plane.kubeconfigPath);
 // The plain client runs before and after each operator (plain-a … plain-e), so each operator is
-// compared with plain runs on a cluster as full as its own (see converge's note on drift).
+// compared with plain runs on a cluster as full as its own (see ratioToPlain).
 await client.create("/api/v1/namespaces", { metadata: { name: "warm-up" } });
 const PREFIXES = ["plain-a", "nightshift", "plain-b"].concat(
   GO_PEER ? ["plain-c", "peer", "plain-d", "peer-strip", "plain-e"] : [],
