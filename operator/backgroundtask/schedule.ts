@@ -1,7 +1,7 @@
 // Schedules: Jenkins-style H expanded deterministically from namespace/name,
 // validation matching what the CronJob controller accepts, and the next run.
 import { hash } from "node:crypto";
-import { type CronSchedule, CronSyntaxError, nextActivation, parseStandard } from "./cron.ts";
+import { CronSyntaxError, nextActivation, parseStandard } from "./cron.ts";
 
 const DESCRIPTORS: Record<string, string> = {
   "@yearly": "0 0 1 1 *",
@@ -116,14 +116,11 @@ export function validateTimeZone(timeZone: string): void {
 }
 
 // Every reconcile asks twice for its task's next run, and thousands of tasks share a few hundred
-// schedules: each schedule keeps its parse and its last answer. An answer N for the instant A holds
-// for every instant in [A, N), since no activation lies between A and N. `@every` counts from the
-// instant itself, so its answers are not kept.
-const KEPT_SCHEDULES = 4096;
-const keptSchedules = new Map<
-  string,
-  { schedule: CronSchedule; from: number; next: number | undefined }
->();
+// schedules: each schedule keeps its last answer (not its parse: ~1.8 KB of field arrays each). An
+// answer N for the instant A holds for every instant in [A, N), since no activation lies between
+// A and N. `@every` counts from the instant itself, so its answers are not kept.
+const KEPT_ANSWERS = 4096;
+const keptAnswers = new Map<string, { from: number; next: number | undefined }>();
 
 /** First scheduled time strictly after `after`, as the CronJob controller computes it; undefined if none within 5 years. */
 export function nextScheduleTime(
@@ -134,13 +131,13 @@ export function nextScheduleTime(
   const zone = timeZone ?? "UTC";
   const key = `${zone} ${resolved}`;
   const at = after.getTime();
-  const kept = keptSchedules.get(key);
+  const kept = keptAnswers.get(key);
   if (kept?.next !== undefined && kept.from <= at && at < kept.next) return new Date(kept.next);
-  const schedule = kept?.schedule ?? parseStandard(resolved);
+  const schedule = parseStandard(resolved);
   const next = nextActivation(schedule, zone, after)?.getTime();
   if (schedule.kind === "spec") {
-    if (!kept && keptSchedules.size >= KEPT_SCHEDULES) keptSchedules.clear();
-    keptSchedules.set(key, { schedule, from: at, next });
+    if (!kept && keptAnswers.size >= KEPT_ANSWERS) keptAnswers.clear();
+    keptAnswers.set(key, { from: at, next });
   }
   return next === undefined ? undefined : new Date(next);
 }
