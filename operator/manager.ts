@@ -39,7 +39,13 @@ function collectionPath(prefix: string, resource: string, namespace?: string): s
 
 /** Jobs are cached without their spec: the controller reads only metadata and status. */
 function slimJob(job: KubeObject): KubeObject {
-  return { metadata: job.metadata, status: job.status };
+  const deadline = (job.spec as { activeDeadlineSeconds?: number } | undefined)
+    ?.activeDeadlineSeconds;
+  return {
+    metadata: job.metadata,
+    ...(deadline !== undefined ? { spec: { activeDeadlineSeconds: deadline } } : {}),
+    status: job.status,
+  };
 }
 
 /**

@@ -23,6 +23,7 @@ export interface RunJob {
     annotations?: Record<string, string>;
     finalizers?: string[];
   };
+  spec?: { activeDeadlineSeconds?: number };
   status?: {
     startTime?: string;
     completionTime?: string;
@@ -74,6 +75,29 @@ export function runKind(job: RunJob): string {
   return job.metadata.annotations?.[RUN_KIND_ANNOTATION] ?? "scheduled";
 }
 
+/**
+ * Why a run Job failed. A Job stopped at its deadline can end BackoffLimitExceeded: the Job
+ * controller checks the backoff limit before the deadline, and when its cache has not yet seen
+ * the pods it deleted at the deadline it drops that verdict, then counts the stopped pod as a
+ * failure in the next sync. A Job that failed at or after startTime + activeDeadlineSeconds ran
+ * out of time.
+ */
+function failureReason(
+  job: RunJob,
+  failed: { reason?: string; lastTransitionTime?: string },
+): string | undefined {
+  const deadlineSeconds = job.spec?.activeDeadlineSeconds;
+  const started = Date.parse(job.status?.startTime ?? "");
+  const failedAt = Date.parse(failed.lastTransitionTime ?? "");
+  if (
+    failed.reason === "BackoffLimitExceeded" &&
+    deadlineSeconds !== undefined &&
+    failedAt >= started + deadlineSeconds * 1000
+  )
+    return "DeadlineExceeded";
+  return failed.reason;
+}
+
 /** The outcome of a Job that will not run any more, or undefined while it may. */
 export function finishedRun(job: RunJob, pods: RunPod[]): FinishedRun | undefined {
   const terminal = job.status?.conditions?.find(
@@ -90,7 +114,7 @@ export function finishedRun(job: RunJob, pods: RunPod[]): FinishedRun | undefine
       terminal.lastTransitionTime ??
       job.metadata.creationTimestamp ??
       "";
-    reason = terminal.type === "Failed" ? terminal.reason : undefined;
+    reason = terminal.type === "Failed" ? failureReason(job, terminal) : undefined;
     message = terminal.type === "Failed" ? terminal.message : undefined;
   } else if (job.metadata.deletionTimestamp) {
     // Deleted before it finished (concurrencyPolicy Replace, or by hand): it did not succeed.
