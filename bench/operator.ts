@@ -233,7 +233,7 @@ function reportConvergenceCpu(label: string, { ms, cpu }: Convergence): void {
 /**
  * An operator's convergence against the plain client runs either side of it. The same plain
  * client run after an operator is slower than before it (3,000 tasks, one control plane: 19.8 s
- * then 22.2 s, 21.0 s then 22.0 s; the apiserver spent 12-17 % more CPU on the same writes), as
+ * then 22.2 s, 21.0 s then 22.0 s; the apiserver spent 14 % and 17 % more CPU on the same writes), as
  * every run leaves the cluster fuller; the mean of the two is the plain client on a cluster as
  * full as the operator's.
  */
