@@ -37,7 +37,7 @@ function collectionPath(prefix: string, resource: string, namespace?: string): s
   return namespace ? `${prefix}/namespaces/${namespace}/${resource}` : `${prefix}/${resource}`;
 }
 
-/** Jobs are cached without their spec: the controller reads only metadata and status. */
+/** Jobs are cached with metadata and status, and of their spec only the deadline (a run's failure reason reads it). */
 function slimJob(job: KubeObject): KubeObject {
   const deadline = (job.spec as { activeDeadlineSeconds?: number } | undefined)
     ?.activeDeadlineSeconds;

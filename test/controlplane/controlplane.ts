@@ -67,7 +67,7 @@ export class ControlPlane {
   ports: Record<string, number> = {};
 
   get pids(): number[] {
-    return this.processes.flatMap((p) => (p.child.pid ? [p.child.pid] : []));
+    return Object.values(this.pidsByName);
   }
 
   /** Each running child's pid by its name (etcd, kube-apiserver, ...), for benchmarks reading their CPU time. */
