@@ -33,6 +33,8 @@ interface ModelJob extends RunJob {
 }
 
 const clone = <T>(v: T): T => structuredClone(v);
+/** As the apiserver stores it: undefined members dropped. */
+const asJson = (v: unknown): unknown => JSON.parse(JSON.stringify(v ?? {}));
 
 class ModelCluster {
   now = Date.parse("2026-01-01T00:00:00Z");
@@ -247,6 +249,8 @@ class ModelCluster {
             metadata: { ...this.task.metadata, resourceVersion: String(this.rv++) },
             status: applyMergePatch(this.task.status ?? {}, action.patch) as BackgroundTaskStatus,
           };
+          // The reconciler keeps the action's status as what the apiserver now holds.
+          expect(asJson(this.task.status)).toEqual(asJson(action.status));
           break;
         case "event":
           break;

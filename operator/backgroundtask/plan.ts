@@ -81,7 +81,8 @@ export type Action =
   | { kind: "addFinalizer"; job: RunJob }
   | { kind: "applyCronJob"; cronJob: CronJob; why: string }
   | { kind: "createJob"; name: string; runKind: RunKind; body: Record<string, unknown> }
-  | { kind: "writeStatus"; patch: Record<string, unknown> }
+  /** `patch` turns the cached status into `status`; the apiserver holds `status` once it succeeds. */
+  | { kind: "writeStatus"; patch: Record<string, unknown>; status: BackgroundTaskStatus }
   | { kind: "releaseJob"; job: RunJob; recorded: boolean }
   | { kind: "deleteJob"; job: RunJob; why: string }
   | { kind: "event"; type: EventType; reason: string; message: string; action?: string };
@@ -371,7 +372,7 @@ export function plan(o: Observation): Plan {
   });
   const patch = statusPatch(task.status, status);
   if (patch && !onlyForgetsRecordedJobs(task.status, status))
-    actions.push({ kind: "writeStatus", patch });
+    actions.push({ kind: "writeStatus", patch, status });
 
   // 5. After the write: release what is recorded, prune history, tell the user.
   const recordedUids = new Set(status.recordedJobs ?? []);

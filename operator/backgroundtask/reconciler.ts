@@ -13,6 +13,7 @@ import {
   isNotFound,
   type KubeClient,
   type KubeObject,
+  METADATA_ACCEPT,
 } from "../runtime/kube-client.ts";
 import type { OwnEchoes } from "../runtime/own-echoes.ts";
 import type { DeferralPolicy, QueueLoad } from "./deferral.ts";
@@ -30,7 +31,7 @@ import { type Rejection, rejectionFrom } from "./rejection.ts";
 import type { CronJobTemplateSource } from "./run-jobs.ts";
 import { circuitTransition, type RunMetrics } from "./run-metrics.ts";
 import type { RunJob, RunPod } from "./runs.ts";
-import type { LiveCronJob } from "./status.ts";
+import { type LiveCronJob, taskAfterStatusWrite } from "./status.ts";
 import { checkSpec, type SpecCheck, type ValidationContext, withReferences } from "./validate.ts";
 
 export const JOBS_BY_TASK = "task";
@@ -187,10 +188,12 @@ export class BackgroundTaskReconciler {
           break;
         case "applyCronJob":
           try {
+            // Only its name and version are read: a metadata answer spares encoding and parsing the spec.
             const applied = await client.apply<KubeObject>(
               `/apis/batch/v1/namespaces/${namespace}/cronjobs/${action.cronJob.metadata.name}`,
               action.cronJob,
               FIELD_MANAGER,
+              METADATA_ACCEPT,
             );
             this.deps.appliedCronJobs?.expect(objectKey(applied), applied.metadata.resourceVersion);
             log.info(
@@ -220,14 +223,18 @@ export class BackgroundTaskReconciler {
         case "writeStatus": {
           if (!task) break;
           try {
-            const written = await client.mergePatch<KubeObject>(
+            const answer = await client.mergePatch<Pick<BackgroundTaskObject, "metadata">>(
               `/apis/${API_VERSION}/namespaces/${namespace}/${PLURAL}/${task.metadata.name}/status`,
               {
                 metadata: { resourceVersion: task.metadata.resourceVersion },
                 status: action.patch,
               },
+              METADATA_ACCEPT,
             );
-            this.deps.tasks.recordWrite(written, task.metadata.resourceVersion ?? "");
+            this.deps.tasks.recordWrite(
+              taskAfterStatusWrite(task, answer.metadata, action.status) as unknown as KubeObject,
+              task.metadata.resourceVersion ?? "",
+            );
           } catch (error) {
             if (isNotFound(error)) return { kind: "gone" };
             if (isConflict(error)) return { kind: "conflict" };

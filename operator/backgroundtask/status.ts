@@ -231,3 +231,17 @@ export function statusPatch(
 ): Record<string, unknown> | undefined {
   return mergePatchDiff(current ?? {}, desired) as Record<string, unknown> | undefined;
 }
+
+/**
+ * The task as the apiserver holds it after our status patch succeeded, built from the patch's
+ * metadata-only answer: the answer's metadata, and the status the patch was computed to make.
+ * The patch carried the cached task's resourceVersion, so the apiserver held the cached status
+ * when it applied it; the status schema has no defaults to add.
+ */
+export function taskAfterStatusWrite(
+  task: BackgroundTaskObject,
+  metadata: BackgroundTaskObject["metadata"],
+  status: BackgroundTaskStatus,
+): BackgroundTaskObject {
+  return { apiVersion: task.apiVersion, kind: task.kind, metadata, spec: task.spec, status };
+}

@@ -6,7 +6,12 @@
 // deflated JSON, ~15× smaller than the text and ~25× smaller than the object
 // graph); readers get a fresh copy, so no reader can alter the cache.
 import type { Logger } from "pino";
-import type { KubeClient, KubeObject } from "./kube-client.ts";
+import {
+  type KubeClient,
+  type KubeObject,
+  METADATA_ACCEPT,
+  METADATA_LIST_ACCEPT,
+} from "./kube-client.ts";
 import { PackedJson } from "./packed-json.ts";
 
 export interface InformerHandlers<T extends KubeObject> {
@@ -31,9 +36,6 @@ export interface InformerOptions<T extends KubeObject> {
   maxBackoffMs?: number;
   log: Logger;
 }
-
-const METADATA_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
-const METADATA_LIST_ACCEPT = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
 
 export function objectKey(object: KubeObject): string {
   return object.metadata.namespace

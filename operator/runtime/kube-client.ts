@@ -366,19 +366,23 @@ export class KubeClient {
     return this.request<T>("update", "PUT", path, body, undefined, undefined, options);
   }
 
-  /** Server-side apply under one field manager, taking ownership of conflicting fields. */
-  apply<T>(path: string, body: unknown, fieldManager: string): Promise<T> {
+  /**
+   * Server-side apply under one field manager, taking ownership of conflicting fields. With
+   * `accept` = METADATA_ACCEPT the answer is the object's metadata only.
+   */
+  apply<T>(path: string, body: unknown, fieldManager: string, accept?: string): Promise<T> {
     return this.request<T>(
       "apply",
       "PATCH",
       `${path}?fieldManager=${encodeURIComponent(fieldManager)}&force=true`,
       body,
       "application/apply-patch+yaml",
+      accept,
     );
   }
 
-  mergePatch<T>(path: string, body: unknown): Promise<T> {
-    return this.request<T>("patch", "PATCH", path, body, "application/merge-patch+json");
+  mergePatch<T>(path: string, body: unknown, accept?: string): Promise<T> {
+    return this.request<T>("patch", "PATCH", path, body, "application/merge-patch+json", accept);
   }
 
   delete(path: string, body?: unknown): Promise<unknown> {
@@ -463,6 +467,11 @@ export class KubeClient {
     this.agent.destroy();
   }
 }
+
+/** Accept headers asking for metadata only (PartialObjectMetadata): objects, lists and write answers. */
+export const METADATA_ACCEPT = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1";
+export const METADATA_LIST_ACCEPT =
+  "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1";
 
 export function isNotFound(error: unknown): boolean {
   return error instanceof ApiError && error.statusCode === 404;

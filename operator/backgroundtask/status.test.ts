@@ -1,0 +1,22 @@
+import { describe, expect, it } from "vitest";
+import type { BackgroundTaskObject } from "../../crds/backgroundtask.ts";
+import { taskAfterStatusWrite } from "./status.ts";
+
+describe("taskAfterStatusWrite", () => {
+  const task = {
+    apiVersion: "nightshift.dev/v1alpha1",
+    kind: "BackgroundTask",
+    metadata: { name: "t", namespace: "ns", uid: "u", generation: 2, resourceVersion: "10" },
+    spec: { task: "cleanup-temp-files", schedule: "@hourly" },
+    status: { observedGeneration: 1, phase: "Pending" },
+  } as unknown as BackgroundTaskObject;
+
+  it("takes the metadata from the answer and the status the patch made, and keeps the spec", () => {
+    const answer = { ...task.metadata, resourceVersion: "11", labels: { team: "a" } };
+    const status = { observedGeneration: 2, phase: "Ready" } as BackgroundTaskObject["status"];
+    const written = taskAfterStatusWrite(task, answer, status ?? {});
+    expect(written).toEqual({ ...task, metadata: answer, status });
+    expect(written.metadata.resourceVersion).toBe("11");
+    expect(task.metadata.resourceVersion).toBe("10"); // the cached copy is not touched
+  });
+});
