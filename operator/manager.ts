@@ -17,6 +17,7 @@ import {
 } from "./backgroundtask/reconciler.ts";
 import { RunMetrics } from "./backgroundtask/run-metrics.ts";
 import { isGated, StartGate } from "./backgroundtask/start-gate.ts";
+import { awaitsStatusWrite } from "./backgroundtask/status.ts";
 import type { OperatorConfig } from "./config.ts";
 import { Controller } from "./runtime/controller.ts";
 import { EventRecorder } from "./runtime/events.ts";
@@ -129,6 +130,7 @@ export class Manager {
           name: `backgroundtasks/${where}`,
           path: collectionPath(`/apis/${API_VERSION}`, PLURAL, ns),
           compact: true,
+          keepUnpacked: awaitsStatusWrite,
           log: informerLog,
         }),
       );

@@ -152,4 +152,36 @@ describe("informer with a packed cache", () => {
     expect(informer.get(`${ns}/held`)?.data?.note).toBe("2");
     informer.stop();
   });
+
+  it("holds unpacked what a write will soon replace, and still gives every reader its own copy", async () => {
+    await client.create(path(), configMap("pending", "awaits a write"));
+    await client.create(path(), configMap("settled", "done"));
+    const olds: string[] = [];
+    const informer = new Informer<ConfigMap>(client, {
+      name: "configmaps",
+      path: path(),
+      labelSelector: "informer-test=yes",
+      compact: true,
+      keepUnpacked: (o) => o.data?.note === "awaits a write",
+      log: pino({ level: "silent" }),
+    });
+    informer.addHandlers({
+      onUpdate: (o, old) => olds.push(`${o.metadata.name} was ${old.data?.note}`),
+    });
+    informer.start();
+    await informer.waitForSync();
+    expect(informer.unpackedHeld).toBe(1);
+
+    const copy = informer.get(`${ns}/pending`) as ConfigMap;
+    (copy.data as Record<string, string>).note = "changed by a reader";
+    expect(informer.get(`${ns}/pending`)?.data?.note).toBe("awaits a write");
+
+    await client.mergePatch(`${path()}/pending`, { data: { note: "written" } });
+    await eventually(() => (olds.length ? true : undefined), { what: "the update of pending" });
+    expect(olds).toEqual(["pending was awaits a write"]);
+    expect(informer.unpackedHeld).toBe(0);
+    expect(informer.get(`${ns}/pending`)?.data?.note).toBe("written");
+    expect(informer.get(`${ns}/settled`)?.data?.note).toBe("done");
+    informer.stop();
+  });
 });

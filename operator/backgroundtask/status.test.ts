@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { BackgroundTaskObject } from "../../crds/backgroundtask.ts";
-import { taskAfterStatusWrite } from "./status.ts";
+import { awaitsStatusWrite, taskAfterStatusWrite } from "./status.ts";
 
 describe("taskAfterStatusWrite", () => {
   const task = {
@@ -18,5 +18,17 @@ describe("taskAfterStatusWrite", () => {
     expect(written).toEqual({ ...task, metadata: answer, status });
     expect(written.metadata.resourceVersion).toBe("11");
     expect(task.metadata.resourceVersion).toBe("10"); // the cached copy is not touched
+  });
+});
+
+describe("awaitsStatusWrite", () => {
+  it("is true for a new task and for a generation not yet observed, false once observed", () => {
+    expect(awaitsStatusWrite({ metadata: { generation: 1 } })).toBe(true);
+    expect(
+      awaitsStatusWrite({ metadata: { generation: 2 }, status: { observedGeneration: 1 } }),
+    ).toBe(true);
+    expect(
+      awaitsStatusWrite({ metadata: { generation: 2 }, status: { observedGeneration: 2 } }),
+    ).toBe(false);
   });
 });

@@ -245,3 +245,11 @@ export function taskAfterStatusWrite(
 ): BackgroundTaskObject {
   return { apiVersion: task.apiVersion, kind: task.kind, metadata, spec: task.spec, status };
 }
+
+/** Whether the operator has yet to write this task's status for its generation: a new or changed task, soon replaced by our write. */
+export function awaitsStatusWrite(task: {
+  metadata: { generation?: number };
+  status?: { observedGeneration?: number };
+}): boolean {
+  return task.status?.observedGeneration !== task.metadata.generation;
+}

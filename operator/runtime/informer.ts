@@ -30,6 +30,11 @@ export interface InformerOptions<T extends KubeObject> {
   transform?: (object: KubeObject) => T;
   /** Hold objects packed (deflated JSON) and unpack them on read: far less memory, some CPU per read. */
   compact?: boolean;
+  /**
+   * With `compact`: objects a write of ours will replace soon, held unpacked until then (at most
+   * UNPACKED_MAX), because packing a version nobody reads packed is wasted work.
+   */
+  keepUnpacked?: (object: T) => boolean;
   pageSize?: number;
   idleTimeoutMs?: number;
   minBackoffMs?: number;
@@ -75,8 +80,13 @@ export function cacheHoldsOurWrite(cached: KubeObject | undefined, written: Kube
   );
 }
 
+/** At most this many objects held unpacked (InformerOptions.keepUnpacked): the oldest are packed first. */
+const UNPACKED_MAX = 2_000;
+
 export class Informer<T extends KubeObject> {
   private readonly store = new Map<string, T | string>();
+  /** Keys of a compact informer whose objects are held unpacked (keepUnpacked), oldest first. */
+  private readonly unpacked = new Set<string>();
   private readonly packer = new PackedJson<T>();
   private readonly handlers: InformerHandlers<T>[] = [];
   private readonly ownWrites = new Map<string, { object: T; replaced: Set<string>; at: number }>();
@@ -125,17 +135,21 @@ export class Informer<T extends KubeObject> {
     return out;
   }
 
+  /** A copy for readers of a compact informer, so none can alter the cache; the object itself otherwise. */
   private decode(stored: T | string): T {
-    return typeof stored === "string" ? this.packer.unpack(stored) : stored;
-  }
-
-  private encode(object: T): T | string {
-    return this.options.compact ? this.packer.pack(object) : object;
+    if (typeof stored === "string") return this.packer.unpack(stored);
+    return this.options.compact ? structuredClone(stored) : stored;
   }
 
   private cached(key: string): T | undefined {
     const stored = this.store.get(key);
     return stored === undefined ? undefined : this.decode(stored);
+  }
+
+  /** The stored object, without a copy when it is not packed: for the informer's own reads and for the version it is replacing. */
+  private peek(key: string): T | undefined {
+    const stored = this.store.get(key);
+    return typeof stored === "string" ? this.packer.unpack(stored) : stored;
   }
 
   private indexAdd(name: string, key: string, object: T): void {
@@ -163,7 +177,18 @@ export class Informer<T extends KubeObject> {
 
   private storeSet(key: string, object: T): void {
     this.indexRemove(key);
-    this.store.set(key, this.encode(object));
+    this.unpacked.delete(key);
+    if (!this.options.compact) this.store.set(key, object);
+    else if (!this.options.keepUnpacked?.(object)) this.store.set(key, this.packer.pack(object));
+    else {
+      this.store.set(key, object);
+      this.unpacked.add(key); // last: the set stays oldest first
+      if (this.unpacked.size > UNPACKED_MAX) {
+        const oldest = this.unpacked.values().next().value as string;
+        this.store.set(oldest, this.packer.pack(this.store.get(oldest) as T));
+        this.unpacked.delete(oldest);
+      }
+    }
     for (const name of this.indexes.keys()) this.indexAdd(name, key, object);
     // Dropping our copy when the watch brings our write, not at the next get, keeps a quiet
     // informer from holding an unpacked object per written key (2,654 of 3,000 tasks after
@@ -175,6 +200,7 @@ export class Informer<T extends KubeObject> {
   private storeDelete(key: string): void {
     this.indexRemove(key);
     this.store.delete(key);
+    this.unpacked.delete(key);
     this.ownWrites.delete(key);
   }
 
@@ -184,12 +210,12 @@ export class Informer<T extends KubeObject> {
 
   /** The cached object, or our own newer write of it while the watch has not delivered it yet. */
   get(key: string): T | undefined {
-    const stored = this.cached(key);
     const own = this.ownWrites.get(key);
-    if (!own) return stored;
-    if (!cacheHasCaughtUp(stored, own.replaced)) return own.object;
-    this.ownWrites.delete(key);
-    return stored;
+    if (own) {
+      if (!cacheHasCaughtUp(this.peek(key), own.replaced)) return own.object;
+      this.ownWrites.delete(key);
+    }
+    return this.cached(key);
   }
 
   /**
@@ -203,7 +229,7 @@ export class Informer<T extends KubeObject> {
     replaced.add(replacedResourceVersion);
     this.ownWrites.delete(key); // re-inserted last, so the map stays ordered by time
     // The watch can bring our write before its answer arrives; then there is nothing to hold.
-    if (cacheHoldsOurWrite(this.cached(key), object)) return;
+    if (cacheHoldsOurWrite(this.peek(key), object)) return;
     this.ownWrites.set(key, { object: this.transform(object), replaced, at: Date.now() });
     // A safety net: entries whose key the watch never brings again (never read again either).
     const cutoff = Date.now() - 60_000;
@@ -211,6 +237,11 @@ export class Informer<T extends KubeObject> {
       if (entry.at >= cutoff) break; // insertion order: the rest are newer
       this.ownWrites.delete(k);
     }
+  }
+
+  /** How many objects are held unpacked because a write will soon replace them (keepUnpacked). */
+  get unpackedHeld(): number {
+    return this.unpacked.size;
   }
 
   /** How many of our own writes the informer still holds because the watch has not brought them. */
@@ -295,7 +326,7 @@ export class Informer<T extends KubeObject> {
         const object = this.transform(item);
         const key = objectKey(object);
         listed.add(key);
-        const old = this.cached(key);
+        const old = this.peek(key);
         if (old?.metadata.resourceVersion === object.metadata.resourceVersion) continue;
         this.storeSet(key, object);
         if (!old) this.emit("add", object);
@@ -307,7 +338,7 @@ export class Informer<T extends KubeObject> {
     // Whatever the list no longer has was deleted while we were not watching.
     for (const key of [...this.store.keys()]) {
       if (!listed.has(key)) {
-        const old = this.cached(key) as T;
+        const old = this.peek(key) as T;
         this.storeDelete(key);
         this.emit("delete", old);
       }
@@ -357,12 +388,12 @@ export class Informer<T extends KubeObject> {
         const key = objectKey(object);
         if (newRv) this.resourceVersion = newRv;
         if (type === "DELETED") {
-          const old = this.cached(key);
+          const old = this.peek(key);
           this.storeDelete(key);
           this.emit("delete", old ?? object);
           return;
         }
-        const old = this.cached(key);
+        const old = this.peek(key);
         this.storeSet(key, object);
         if (old) this.emit("update", object, old);
         else this.emit("add", object);
