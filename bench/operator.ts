@@ -437,7 +437,7 @@ const plainAfter = await plainRun("plain-b");
 const nsRatio = ratioToPlain(nsConvergeMs, plainBefore, plainAfter);
 report(
   `convergence of ${TASKS} new tasks`,
-  `Nightshift ${seconds(nsConvergeMs)}; plain client ${seconds(plainBefore.ms)} before it, ${seconds(plainAfter.ms)} after it = ${nsRatio.toFixed(2)}× their mean (${(nsConvergeMs / plainBefore.ms).toFixed(2)}× the run before it alone)`,
+  `Nightshift ${seconds(nsConvergeMs)}; plain client ${seconds(plainBefore.ms)} before it, ${seconds(plainAfter.ms)} after it = ${nsRatio.toFixed(3)}× their mean (${(nsConvergeMs / plainBefore.ms).toFixed(2)}× the run before it alone)`,
   "≤ 1.1× plain client",
   nsRatio <= 1.1,
 );
@@ -716,7 +716,7 @@ if (GO_PEER) {
     const peerRatio = ratioToPlain(ms, plainPrevious, plainNext);
     report(
       `${label}: convergence of ${TASKS} new tasks`,
-      `${seconds(ms)}; plain client ${seconds(plainPrevious.ms)} before it, ${seconds(plainNext.ms)} after it = ${peerRatio.toFixed(2)}× their mean (Nightshift ${nsRatio.toFixed(2)}×; ${(nsConvergeMs / ms).toFixed(2)}× the peer's seconds)`,
+      `${seconds(ms)}; plain client ${seconds(plainPrevious.ms)} before it, ${seconds(plainNext.ms)} after it = ${peerRatio.toFixed(3)}× their mean (Nightshift ${nsRatio.toFixed(3)}×; ${(nsConvergeMs / ms).toFixed(2)}× the peer's seconds)`,
       "Nightshift no slower",
       nsRatio <= peerRatio,
     );
