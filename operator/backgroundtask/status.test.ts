@@ -22,7 +22,7 @@ describe("taskAfterStatusWrite", () => {
 });
 
 describe("awaitsStatusWrite", () => {
-  it("is true for a new task and for a generation not yet observed, false once observed", () => {
+  it("is true for a new task and for a generation not yet observed, false once observed or while deleted", () => {
     expect(awaitsStatusWrite({ metadata: { generation: 1 } })).toBe(true);
     expect(
       awaitsStatusWrite({ metadata: { generation: 2 }, status: { observedGeneration: 1 } }),
@@ -30,5 +30,9 @@ describe("awaitsStatusWrite", () => {
     expect(
       awaitsStatusWrite({ metadata: { generation: 2 }, status: { observedGeneration: 2 } }),
     ).toBe(false);
+    const deleting = { generation: 3, deletionTimestamp: "2026-11-22T12:00:00Z" };
+    expect(awaitsStatusWrite({ metadata: deleting, status: { observedGeneration: 2 } })).toBe(
+      false,
+    );
   });
 });

@@ -246,10 +246,16 @@ export function taskAfterStatusWrite(
   return { apiVersion: task.apiVersion, kind: task.kind, metadata, spec: task.spec, status };
 }
 
-/** Whether the operator has yet to write this task's status for its generation: a new or changed task, soon replaced by our write. */
+/**
+ * Whether the operator has yet to write this task's status for its generation: a new or changed
+ * task, soon replaced by our write. Not a task being deleted: deletion raises its generation, but
+ * no status is written for it, and another controller's finalizer may hold it for long.
+ */
 export function awaitsStatusWrite(task: {
-  metadata: { generation?: number };
+  metadata: { generation?: number; deletionTimestamp?: string };
   status?: { observedGeneration?: number };
 }): boolean {
-  return task.status?.observedGeneration !== task.metadata.generation;
+  return (
+    !task.metadata.deletionTimestamp && task.status?.observedGeneration !== task.metadata.generation
+  );
 }

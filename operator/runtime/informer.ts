@@ -4,7 +4,9 @@
 // bookmark) for too long. Objects are cached trimmed (managedFields dropped,
 // plus whatever `transform` removes) and, with `compact`, packed (packed-json.ts:
 // deflated JSON, ~15× smaller than the text and ~25× smaller than the object
-// graph); readers get a fresh copy, so no reader can alter the cache.
+// graph); readers get a fresh copy, so no reader can alter the cache. Event
+// handlers get the objects themselves (an object held unpacked is the cached
+// one) and must only read them.
 import type { Logger } from "pino";
 import {
   type KubeClient,
