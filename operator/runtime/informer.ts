@@ -123,7 +123,7 @@ export class Informer<T extends KubeObject> {
   addIndex(name: string, indexOf: (object: T) => string[]): void {
     const index = new Map<string, Set<string>>();
     this.indexes.set(name, { indexOf, index, valuesOf: new Map() });
-    for (const [key, object] of this.store) this.indexAdd(name, key, this.decode(object));
+    for (const key of this.store.keys()) this.indexAdd(name, key, this.peek(key) as T);
   }
 
   byIndex(name: string, value: string): T[] {
@@ -141,11 +141,6 @@ export class Informer<T extends KubeObject> {
   private decode(stored: T | string): T {
     if (typeof stored === "string") return this.packer.unpack(stored);
     return this.options.compact ? structuredClone(stored) : stored;
-  }
-
-  private cached(key: string): T | undefined {
-    const stored = this.store.get(key);
-    return stored === undefined ? undefined : this.decode(stored);
   }
 
   /** The stored object, without a copy when it is not packed: for the informer's own reads and for the version it is replacing. */
@@ -212,12 +207,14 @@ export class Informer<T extends KubeObject> {
 
   /** The cached object, or our own newer write of it while the watch has not delivered it yet. */
   get(key: string): T | undefined {
+    const stored = this.peek(key);
     const own = this.ownWrites.get(key);
     if (own) {
-      if (!cacheHasCaughtUp(this.peek(key), own.replaced)) return own.object;
+      if (!cacheHasCaughtUp(stored, own.replaced)) return own.object;
       this.ownWrites.delete(key);
     }
-    return this.cached(key);
+    // Unpacked just now, it is the reader's own already; held unpacked, it is the cached object.
+    return stored !== undefined && stored === this.store.get(key) ? this.decode(stored) : stored;
   }
 
   /**
