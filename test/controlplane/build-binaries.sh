@@ -57,7 +57,8 @@ build_family() { # family package...
 # Service). Its main package (one file, public imports only) is built from a
 # copy patched by main.go.sed, in a module beside the binary, so the harness
 # can point it elsewhere; the module cache stays untouched.
-kueue_module() { (cd "$1" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' sigs.k8s.io/kueue); }
+# `go list -m` names the module's folder only once it is downloaded: on a fresh machine it is not.
+kueue_module() { (cd "$1" && GOFLAGS=-mod=mod go mod download sigs.k8s.io/kueue && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' sigs.k8s.io/kueue); }
 prepare_kueue() { # dir out → folder to build "." in
   local src="$2/.src"
   mkdir -p "$src"
