@@ -10,7 +10,7 @@
 //   BENCH_HEAP_SNAPSHOT=1 make bench   also the operator's top heap retainers
 //   BENCH_PRELOAD=0 make bench         the operator on glibc's malloc instead of jemalloc
 //   BENCH_CGROUP=0 make bench          the operator outside a memory cgroup
-// The operator runs as the image runs it: dist/ JavaScript (make build) with
+// The operator runs as the image runs it: the bundle in dist/ (make build) with
 // the image's Node flags (OPERATOR_NODE_FLAGS), unless BENCH_OPERATOR_NODE_FLAGS says otherwise,
 // its environment, and its preloaded library (this machine's copy), in a memory cgroup
 // limited as the chart limits its pod (where this machine lets root make one).

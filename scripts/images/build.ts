@@ -22,6 +22,7 @@ import {
 import { homedir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
+import { bundleInto } from "./bundle.ts";
 import {
   imageEnv,
   images,
@@ -135,7 +136,7 @@ function nodeAppRecipe(name: NodeImageName, cacheDir: string, log: (l: string) =
     ...(preload ? [preload.from] : []),
     join(repo, "package-lock.json"),
     ...image.sources.map((s) => join(repo, s)),
-    ...(image.compile ? [join(repo, "tsconfig.json"), join(repo, image.compile)] : []),
+    ...(image.bundle ? image.bundle.inputs.map((input) => join(repo, input)) : []),
   ]);
   return {
     key: hash.digest("hex").slice(0, 16),
@@ -165,26 +166,12 @@ function nodeAppRecipe(name: NodeImageName, cacheDir: string, log: (l: string) =
       cpSync(productionDependencies(cacheDir, log), join(app, "node_modules"), {
         recursive: true,
       });
-      const compiled = image.compile ? compileSources(image.compile, root) : undefined;
       for (const source of image.sources) {
-        const from = compiled && source.endsWith("/") ? join(compiled, source) : join(repo, source);
-        cpSync(from, join(app, source), { recursive: true });
+        cpSync(join(repo, source), join(app, source), { recursive: true });
       }
-      if (compiled) rmSync(compiled, { recursive: true, force: true });
+      if (image.bundle) bundleInto(image.bundle, join(app, image.bundle.output));
     },
   };
-}
-
-/** Compiles with the repository's TypeScript into a folder beside the image root; returns it. */
-function compileSources(tsconfig: string, imageRoot: string): string {
-  const out = `${imageRoot}.compiled`;
-  rmSync(out, { recursive: true, force: true });
-  execFileSync(
-    process.execPath,
-    [join(repo, "node_modules/typescript/bin/tsc"), "-p", join(repo, tsconfig), "--outDir", out],
-    { stdio: ["ignore", "inherit", "inherit"] },
-  );
-  return out;
 }
 
 /** An image holding one static binary from the node-tools build. */

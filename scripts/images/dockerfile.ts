@@ -1,5 +1,12 @@
 // Renders an image definition as the Dockerfile users build with `docker build`.
-import { imageEnv, NODE_IMAGE, type NodeAppImage, preloadPath } from "./definitions.ts";
+import {
+  type Bundle,
+  bundleArgs,
+  imageEnv,
+  NODE_IMAGE,
+  type NodeAppImage,
+  preloadPath,
+} from "./definitions.ts";
 
 export function renderDockerfile(image: NodeAppImage): string {
   const json = (values: string[]) => `[${values.map((v) => JSON.stringify(v)).join(", ")}]`;
@@ -19,7 +26,7 @@ export function renderDockerfile(image: NodeAppImage): string {
         ]
       : []),
     "",
-    ...(image.compile ? compileStage(image, image.compile) : []),
+    ...(image.bundle ? bundleStage(image.bundle) : []),
     `FROM ${NODE_IMAGE.dockerBase}`,
     `WORKDIR ${NODE_IMAGE.workdir}`,
     ...Object.entries(imageEnv(image)).map(([k, v]) => `ENV ${k}=${v}`),
@@ -27,11 +34,10 @@ export function renderDockerfile(image: NodeAppImage): string {
     ...(image.preload
       ? [`COPY --from=deps ${preloadPath(image.preload)} ${preloadPath(image.preload)}`]
       : []),
-    ...image.sources.map((s) =>
-      image.compile && s.endsWith("/")
-        ? `COPY --from=build ${NODE_IMAGE.workdir}/dist/${s} ./${s}`
-        : `COPY ${s} ./${s.endsWith("/") ? s : ""}`,
-    ),
+    ...image.sources.map((s) => `COPY ${s} ./${s.endsWith("/") ? s : ""}`),
+    ...(image.bundle
+      ? [`COPY --from=build ${bundledFile(image.bundle)} ./${image.bundle.output}`]
+      : []),
     "# Non-root, and nothing is written inside the image: works with readOnlyRootFilesystem.",
     `USER ${NODE_IMAGE.user}`,
     ...(image.expose ?? []).map((port) => `EXPOSE ${port}`),
@@ -53,15 +59,20 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   }
 }
 
-/** A stage compiling the image's TypeScript folders to JavaScript (dist/), with the dev dependencies. */
-function compileStage(image: NodeAppImage, tsconfig: string): string[] {
+/** Where the build stage writes the bundle. */
+function bundledFile(bundle: Bundle): string {
+  return `${NODE_IMAGE.workdir}/dist/${bundle.output}`;
+}
+
+/** A stage bundling the image's TypeScript entry (rolldown, a dev dependency) into dist/. */
+function bundleStage(bundle: Bundle): string[] {
   return [
     `FROM ${NODE_IMAGE.dockerDepsBase} AS build`,
     `WORKDIR ${NODE_IMAGE.workdir}`,
-    `COPY package.json package-lock.json tsconfig.json ${tsconfig} ./`,
+    "COPY package.json package-lock.json ./",
     "RUN npm ci --ignore-scripts --no-audit --no-fund",
-    ...image.sources.filter((s) => s.endsWith("/")).map((s) => `COPY ${s} ./${s}`),
-    `RUN npx tsc -p ${tsconfig}`,
+    ...bundle.inputs.map((input) => `COPY ${input} ./${input}`),
+    `RUN npx rolldown ${bundleArgs(bundle, bundledFile(bundle)).join(" ")}`,
     "",
   ];
 }
