@@ -37,7 +37,7 @@ import { type ImageArchive, type ImageConfig, writeOciArchive } from "./oci-arch
 
 const repo = fileURLToPath(new URL("../..", import.meta.url));
 /** Bump when the layout written here changes, so cached archives are rebuilt. */
-const LAYOUT_VERSION = "1";
+const LAYOUT_VERSION = "2";
 
 export type ImageName = NodeImageName | "pause" | "testbox";
 export const ALL_IMAGES: ImageName[] = ["task-runner", "operator", "pause", "testbox"];
@@ -163,9 +163,11 @@ function nodeAppRecipe(name: NodeImageName, cacheDir: string, log: (l: string) =
       writeUsers(root);
       const app = join(root, NODE_IMAGE.workdir);
       mkdirSync(app, { recursive: true });
-      cpSync(productionDependencies(cacheDir, log), join(app, "node_modules"), {
-        recursive: true,
-      });
+      // A bundle holds its dependencies: its image carries no node_modules.
+      if (!image.bundle)
+        cpSync(productionDependencies(cacheDir, log), join(app, "node_modules"), {
+          recursive: true,
+        });
       for (const source of image.sources) {
         cpSync(join(repo, source), join(app, source), { recursive: true });
       }

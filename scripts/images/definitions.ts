@@ -28,7 +28,10 @@ export interface NodeAppImage {
   expose?: number[];
 }
 
-/** A TypeScript entry bundled with its imports, node_modules included, into one ES module. */
+/**
+ * A TypeScript entry bundled with its imports, node_modules included, into one ES module: the
+ * image holds that file and no node_modules (the operator's image: 133 instead of 239 MB).
+ */
 export interface Bundle {
   /** The entry, relative to the repository root. */
   entry: string;

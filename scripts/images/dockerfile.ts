@@ -15,22 +15,12 @@ export function renderDockerfile(image: NodeAppImage): string {
     `#   docker build -f ${image.dockerfile} -t ${image.name}:0.1.0 .`,
     "# Generated from scripts/images/definitions.ts (`make images` builds the same",
     "# image without Docker); edit that file and run `make dockerfiles`.",
-    `FROM ${NODE_IMAGE.dockerDepsBase} AS deps`,
-    `WORKDIR ${NODE_IMAGE.workdir}`,
-    "COPY package.json package-lock.json ./",
-    `RUN ${NODE_IMAGE.npmCi.join(" ")} && npm cache clean --force`,
-    ...(image.preload
-      ? [
-          `RUN apt-get update && apt-get install -y --no-install-recommends ${image.preload.debianPackage} \\`,
-          `  && cp /usr/lib/*-linux-gnu/${image.preload.file} ${preloadPath(image.preload)}`,
-        ]
-      : []),
-    "",
+    ...depsStage(image),
     ...(image.bundle ? bundleStage(image.bundle) : []),
     `FROM ${NODE_IMAGE.dockerBase}`,
     `WORKDIR ${NODE_IMAGE.workdir}`,
     ...Object.entries(imageEnv(image)).map(([k, v]) => `ENV ${k}=${v}`),
-    `COPY --from=deps ${NODE_IMAGE.workdir}/node_modules ./node_modules`,
+    ...(image.bundle ? [] : [`COPY --from=deps ${NODE_IMAGE.workdir}/node_modules ./node_modules`]),
     ...(image.preload
       ? [`COPY --from=deps ${preloadPath(image.preload)} ${preloadPath(image.preload)}`]
       : []),
@@ -57,6 +47,34 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     writeFileSync(new URL(image.dockerfile, root), renderDockerfile(image));
     console.log(`wrote ${image.dockerfile}`);
   }
+}
+
+/**
+ * The stage the final image copies from: production node_modules for an image that runs its
+ * sources (a bundle holds its dependencies), and the preloaded library. None when neither.
+ */
+function depsStage(image: NodeAppImage): string[] {
+  const installs = [
+    ...(image.bundle
+      ? []
+      : [
+          "COPY package.json package-lock.json ./",
+          `RUN ${NODE_IMAGE.npmCi.join(" ")} && npm cache clean --force`,
+        ]),
+    ...(image.preload
+      ? [
+          `RUN apt-get update && apt-get install -y --no-install-recommends ${image.preload.debianPackage} \\`,
+          `  && cp /usr/lib/*-linux-gnu/${image.preload.file} ${preloadPath(image.preload)}`,
+        ]
+      : []),
+  ];
+  if (installs.length === 0) return [];
+  return [
+    `FROM ${NODE_IMAGE.dockerDepsBase} AS deps`,
+    `WORKDIR ${NODE_IMAGE.workdir}`,
+    ...installs,
+    "",
+  ];
 }
 
 /** Where the build stage writes the bundle. */

@@ -2,7 +2,7 @@
 // from it (so `docker build` and `make images` cannot drift apart), and the
 // archive writer gives the same digest for the same input.
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -98,5 +98,24 @@ describe("the operator image", () => {
     expect(probe.stdout).toContain(library);
     // jemalloc names every pair of MALLOC_CONF it cannot use on stderr ("Invalid conf pair").
     expect(probe.stderr).toBe("");
+  });
+
+  it("runs its one bundled file without node_modules: every import loads and a bad flag is named", {
+    timeout: 300_000,
+  }, async () => {
+    const { rootfs } = await unpackOperatorImage();
+    const app = join(rootfs, "app");
+    expect(existsSync(join(app, "node_modules"))).toBe(false);
+    // The image's entrypoint, its script inside the unpacked image: no folder up the tree
+    // holds node_modules.
+    const [, ...flags] = images.operator.entrypoint.slice(0, -1);
+    const script = join(app, images.operator.entrypoint.at(-1) ?? "");
+    const run = spawnSync(process.execPath, [...flags, script, "--workers=many"], {
+      cwd: app,
+      env: { PATH: process.env.PATH ?? "" },
+      encoding: "utf8",
+    });
+    expect(run.stderr).toContain("--workers / NIGHTSHIFT_WORKERS");
+    expect(run.status).toBe(2);
   });
 });
